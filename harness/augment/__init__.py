@@ -1,0 +1,1 @@
+"""Soft augmentations with per-sample provenance (per-sample and batched)."""
