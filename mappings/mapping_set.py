@@ -1,0 +1,235 @@
+"""Per-op confidence mappings for TrivialAugment, with the chance floor (METHOD.md §1.4, §2.2, §3)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import types
+from collections.abc import Mapping as AbcMapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.augment._common import check_num_classes
+from harness.augment.space import SIGNED_OPS, TA_OPS, op_id
+from mappings.base import Mapping, check_severity, from_dict, register
+
+__all__ = ["MappingSet"]
+
+_SIGNS = ("+", "-")
+
+
+def _parse_key(key: Any) -> tuple[str, str | None]:
+    """``"Op"`` -> ``("Op", None)``; ``"Op+"`` / ``"Op-"`` -> ``("Op", "+"/"-")``; ValueError otherwise."""
+    if not isinstance(key, str):
+        raise TypeError(f"mappings keys must be str op names, got {key!r}")
+    op, sign = (key[:-1], key[-1]) if key[-1:] in _SIGNS else (key, None)
+    if op not in TA_OPS:
+        raise ValueError(
+            f"mappings key {key!r} is not an op name (optionally followed by '+' or '-'); "
+            f"allowed ops: {list(TA_OPS)}"
+        )
+    if sign is not None and op not in SIGNED_OPS:
+        raise ValueError(
+            f"mappings key {key!r}: {op} has no signed magnitude, use the key {op!r}; "
+            f"signed ops: {sorted(SIGNED_OPS)}"
+        )
+    return op, sign
+
+
+@register("mapping_set")
+class MappingSet:
+    """Confidence of a TrivialAugment sample from its (op, signed magnitude, severity).
+
+    Args:
+        mappings: dict from key to :class:`~mappings.base.Mapping`. A key is an op name of
+            ``TA_OPS`` (the mapping applies to both signs) or ``"Op+"`` / ``"Op-"`` for a signed op
+            (applies when the signed magnitude is >= 0 / < 0; a magnitude of 0 counts as ``+``).
+            An op and its signed keys may not both be given. Ops (or signs) not listed keep hard
+            labels, c = 1. Mappings must be hashable (all built-in ones are frozen).
+        num_classes: K, an int >= 2. Every confidence is floored at ``1/K`` (METHOD §1.4).
+        name: free-form label (the preset name for presets).
+
+    Immutable and hashable; equal when name, K and mappings are equal.
+    """
+
+    __slots__ = ("_name", "_num_classes", "_mappings", "_rules")
+
+    def __init__(self, mappings: dict, num_classes: int, name: str = "custom") -> None:
+        if not isinstance(mappings, AbcMapping):
+            raise TypeError(f"mappings must be a dict of key -> Mapping, got {type(mappings).__name__}")
+        num_classes = check_num_classes(num_classes)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        rules: list[tuple[int, str | None, Mapping]] = []
+        seen: dict[str, str] = {}
+        for key, mapping in mappings.items():
+            op, sign = _parse_key(key)
+            if not isinstance(mapping, Mapping):
+                raise TypeError(f"mappings[{key!r}] must be a Mapping, got {type(mapping).__name__}")
+            for s in (sign,) if sign else _SIGNS:
+                if op + s in seen:
+                    raise ValueError(
+                        f"mappings keys {seen[op + s]!r} and {key!r} both cover {op} with sign {s!r}"
+                    )
+                seen[op + s] = key
+            rules.append((op_id(op), sign, mapping))
+        # Canonical order (TA_OPS order, unsigned before '+' before '-') for eq/hash/to_dict.
+        rules.sort(key=lambda r: (r[0], (None, "+", "-").index(r[1])))
+        object.__setattr__(self, "_rules", tuple(rules))
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_num_classes", num_classes)
+        object.__setattr__(
+            self, "_mappings", {TA_OPS[i] + (sign or ""): m for i, sign, m in self._rules}
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    @property
+    def floor(self) -> float:
+        """Lowest confidence returned, ``1 / num_classes`` (chance)."""
+        return 1.0 / self._num_classes
+
+    @property
+    def mappings(self) -> types.MappingProxyType:
+        """Read-only view ``key -> Mapping`` in canonical (``TA_OPS``) order."""
+        return types.MappingProxyType(self._mappings)
+
+    def mapping_for(self, op: str, magnitude: float) -> Mapping | None:
+        """The mapping used for ``op`` at the signed ``magnitude``, or None (hard label)."""
+        index = op_id(op)
+        negative = magnitude < 0
+        for i, sign, mapping in self._rules:
+            if i == index and (sign is None or (sign == "-") == negative):
+                return mapping
+        return None
+
+    # ----------------------------------------------------------------- evaluation
+    def confidence(self, op: str, magnitude: float, severity: float) -> float:
+        """Scalar confidence in ``[1/K, 1]`` of one sample (python floats in and out).
+
+        Args:
+            op: op name in ``TA_OPS``.
+            magnitude: signed magnitude in the op's unit (only its sign is used here).
+            severity: normalised severity in [0, 1] (see ``harness.augment.space``).
+        """
+        magnitude = _check_magnitude(magnitude)
+        check_severity(severity)
+        if isinstance(severity, (np.ndarray, np.generic)) and np.ndim(severity) != 0:
+            raise TypeError(f"severity must be a scalar, got an array of shape {np.shape(severity)}")
+        mapping = self.mapping_for(op, magnitude)
+        c = 1.0 if mapping is None else float(mapping(float(severity)))
+        return max(c, self.floor)
+
+    def __call__(self, op_ids, magnitudes, severities):
+        """Vectorised confidences of a batch.
+
+        Args:
+            op_ids: integer tensor [N] of indices into ``TA_OPS``.
+            magnitudes: real tensor [N] of signed magnitudes in each op's unit (only the sign is used).
+            severities: floating tensor [N] in [0, 1].
+
+            All three may instead be numpy arrays (then a numpy array is returned).
+
+        Returns:
+            float32 tensor [N] in ``[1/K, 1]`` on the device of ``severities`` (numpy float32 for
+            numpy inputs). Mappings are evaluated in the severities' precision (float64 stays
+            float64, half is promoted to float32) before the cast to float32.
+        """
+        arrays = (op_ids, magnitudes, severities)
+        if all(isinstance(a, np.ndarray) for a in arrays):
+            check_severity(severities)  # numpy-worded TypeError for integer severities
+            out = self(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
+            return out.numpy()
+        for arg, value in zip(("op_ids", "magnitudes", "severities"), arrays):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"{arg} must be a torch.Tensor (or all three numpy arrays), got {type(value).__name__}"
+                )
+        if op_ids.dtype == torch.bool or op_ids.is_floating_point() or op_ids.is_complex():
+            raise TypeError(f"op_ids must be an integer tensor, got dtype={op_ids.dtype}")
+        if magnitudes.dtype == torch.bool or magnitudes.is_complex():
+            raise TypeError(f"magnitudes must be a real-valued tensor, got dtype={magnitudes.dtype}")
+        if not (op_ids.ndim == 1 and op_ids.shape == magnitudes.shape == severities.shape):
+            raise ValueError(
+                "op_ids, magnitudes and severities must be 1-D of equal length, got shapes "
+                f"{tuple(op_ids.shape)}, {tuple(magnitudes.shape)}, {tuple(severities.shape)}"
+            )
+        check_severity(severities)
+        device = severities.device
+        ops = op_ids.to(device)
+        mags = magnitudes.to(device)
+        bad = (ops < 0) | (ops >= len(TA_OPS))
+        if mags.is_floating_point():
+            bad = bad | torch.isnan(mags)
+        if bool(bad.any()):
+            i = int(torch.nonzero(bad)[0])
+            raise ValueError(
+                f"op_ids must lie in [0, {len(TA_OPS) - 1}] and magnitudes must not be NaN; "
+                f"got op_id={int(ops[i])}, magnitude={float(mags[i])} at index {i}"
+            )
+        conf = torch.ones(severities.shape, dtype=torch.float32, device=device)
+        negative = mags < 0
+        values: dict[Mapping, torch.Tensor] = {}  # presets share one mapping between many keys
+        for index, sign, mapping in self._rules:
+            mask = ops == index
+            if sign is not None:
+                mask = mask & (negative if sign == "-" else ~negative)
+            if mapping not in values:
+                values[mapping] = mapping._eval_torch(severities).to(torch.float32)
+            conf = torch.where(mask, values[mapping], conf)
+        return conf.clamp_(min=self.floor)
+
+    # ----------------------------------------------------------------- serialisation / dunder
+    def to_dict(self) -> dict:
+        """JSON-serialisable ``{"type": "mapping_set", "name", "num_classes", "mappings": {key: dict}}``."""
+        return {
+            "type": self.type_name,
+            "name": self._name,
+            "num_classes": self._num_classes,
+            "mappings": {key: m.to_dict() for key, m in self._mappings.items()},
+        }
+
+    @classmethod
+    def _from_dict(cls, params: dict) -> MappingSet:
+        if set(params) != {"name", "num_classes", "mappings"} or not isinstance(params["mappings"], dict):
+            raise ValueError(
+                "'mapping_set' dict must have the keys ['mappings', 'name', 'num_classes'] (plus 'type') "
+                f"with 'mappings' a dict, got keys {sorted(params)}"
+            )
+        mappings = {key: from_dict(d) for key, d in params["mappings"].items()}
+        return cls(mappings, params["num_classes"], name=params["name"])
+
+    def _key(self) -> tuple:
+        return (self._name, self._num_classes, tuple(self._mappings.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MappingSet):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k!r}: {m!r}" for k, m in self._mappings.items())
+        return f"MappingSet({{{body}}}, num_classes={self._num_classes}, name={self._name!r})"
+
+
+def _check_magnitude(magnitude: Any) -> float:
+    if isinstance(magnitude, (bool, np.bool_)) or not isinstance(magnitude, numbers.Real):
+        raise TypeError(f"magnitude must be a real number, got {magnitude!r}")
+    if math.isnan(float(magnitude)):
+        raise ValueError(f"magnitude must not be NaN, got {magnitude!r}")
+    return float(magnitude)
