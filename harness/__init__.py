@@ -1,6 +1,25 @@
-"""softbench harness: soft augmentations, soft targets and loss (training harness to come)."""
+"""softbench harness: soft augmentations with per-sample provenance, soft targets and loss."""
 
-from harness.augment.space import TA_OPS
+from harness.augment import (
+    SIGNED_OPS,
+    TA_OPS,
+    AugmentInfo,
+    BatchAugmentInfo,
+    BatchSoftAugment,
+    BatchSoftNoise,
+    BatchSoftPipeline,
+    BatchSoftRandomCrop,
+    BatchSoftRandomErasing,
+    SoftCompose,
+    SoftNoise,
+    SoftRandomCrop,
+    SoftRandomErasing,
+    SoftTrivialAugment,
+    apply_ta_op,
+    magnitude_bins,
+    op_id,
+    severity_from_magnitude,
+)
 from harness.loss import (
     LABEL_SMOOTHING_CONVENTIONS,
     label_smoothing_targets_other,
@@ -8,3 +27,31 @@ from harness.loss import (
     soft_cross_entropy,
 )
 from harness.targets import COMBINE_RULES, combine_confidences, soft_targets
+
+__all__ = [
+    "AugmentInfo",
+    "BatchAugmentInfo",
+    "BatchSoftAugment",
+    "BatchSoftNoise",
+    "BatchSoftPipeline",
+    "BatchSoftRandomCrop",
+    "BatchSoftRandomErasing",
+    "COMBINE_RULES",
+    "LABEL_SMOOTHING_CONVENTIONS",
+    "SIGNED_OPS",
+    "SoftCompose",
+    "SoftNoise",
+    "SoftRandomCrop",
+    "SoftRandomErasing",
+    "SoftTrivialAugment",
+    "TA_OPS",
+    "apply_ta_op",
+    "combine_confidences",
+    "label_smoothing_targets_other",
+    "label_smoothing_targets_uniform",
+    "magnitude_bins",
+    "op_id",
+    "severity_from_magnitude",
+    "soft_cross_entropy",
+    "soft_targets",
+]
