@@ -11,18 +11,12 @@ from collections.abc import Sequence
 
 import torch
 
+from harness.augment._common import check_num_classes
+
 __all__ = ["soft_targets", "combine_confidences", "COMBINE_RULES"]
 
 #: Allowed values of ``rule`` in :func:`combine_confidences`.
 COMBINE_RULES: tuple[str, ...] = ("product", "min")
-
-
-def _check_num_classes(num_classes: object) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes}")
-    return num_classes
 
 
 def _check_confidence(confidence: torch.Tensor, name: str) -> None:
@@ -50,7 +44,7 @@ def soft_targets(labels: torch.Tensor, confidence: torch.Tensor | float, num_cla
         labels' device. Each row sums to 1; the true class holds ``c``, every other class
         ``(1 - c) / (K - 1)``. The true class is the argmax as long as ``c > 1/K``.
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be an integer torch.Tensor of shape [N], got {type(labels).__name__}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
@@ -94,7 +88,7 @@ def combine_confidences(
     The floor deliberately fixes the reference code, whose un-clipped product can fall below
     chance so that the true class gets less mass than each wrong class (METHOD §1.4, §7.1).
     """
-    k = _check_num_classes(num_classes)
+    k = check_num_classes(num_classes)
     if rule not in COMBINE_RULES:
         raise ValueError(f"rule must be one of {list(COMBINE_RULES)}, got {rule!r}")
     if isinstance(confidences, torch.Tensor):

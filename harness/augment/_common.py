@@ -110,3 +110,74 @@ def check_num_classes(num_classes: object) -> int:
     if num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes}")
     return num_classes
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers shared by the single-mapping stages (erasing, noise, soft crop)
+# ----------------------------------------------------------------------------------------------
+def is_number(x: object) -> bool:
+    """True for python ints and floats (bools excluded)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def check_hard(hard: object) -> bool:
+    """Validate the ``hard`` flag of a stage (a bool)."""
+    if not isinstance(hard, bool):
+        raise TypeError(f"hard must be a bool, got hard={hard!r}")
+    return hard
+
+
+def check_mapping(mapping: object):
+    """Validate a stage mapping: a callable severity -> confidence."""
+    if not callable(mapping):
+        raise TypeError(f"mapping must be callable (severity -> confidence) or None, got mapping={mapping!r}")
+    return mapping
+
+
+def stage_confidence(mapping, severity: float, num_classes: int, hard: bool) -> float:
+    """Scalar confidence of one sample: ``mapping(severity)`` clamped to [1/K, 1]; 1.0 for a hard stage."""
+    if hard:
+        return 1.0
+    return min(max(float(mapping(severity)), 1.0 / num_classes), 1.0)
+
+
+def stage_confidences(mapping, severities: torch.Tensor, num_classes: int, hard: bool) -> torch.Tensor:
+    """Vectorised :func:`stage_confidence` for a tensor of severities [N] (same dtype and device)."""
+    if hard:
+        return torch.ones_like(severities)
+    c = torch.as_tensor(mapping(severities), dtype=severities.dtype, device=severities.device)
+    return c.clamp(1.0 / num_classes, 1.0)
+
+
+def generator_device(generator: torch.Generator | None, device: object) -> torch.device:
+    """Device on which random draws happen: the generator's, else ``device`` (default CPU)."""
+    if generator is not None:
+        return generator.device
+    return torch.device("cpu") if device is None else torch.device(device)
+
+
+def check_boxes(boxes: object, n: int, height: int, width: int, name: str = "boxes") -> torch.Tensor:
+    """Validate integer boxes [N, 4] = (top, left, h, w) lying inside an H x W image; returns int64."""
+    if not isinstance(boxes, torch.Tensor) or boxes.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name} must be an int64 tensor of shape [N, 4] (top, left, h, w), got {boxes!r}")
+    if boxes.shape != (n, 4):
+        raise ValueError(f"{name} must have shape [{n}, 4] (top, left, h, w), got shape={tuple(boxes.shape)}")
+    top, left, h, w = boxes.long().unbind(1)
+    ok = (h >= 0) & (w >= 0) & (top >= 0) & (left >= 0) & (top + h <= height) & (left + w <= width)
+    if not bool(ok.all()):
+        bad = int((~ok).nonzero()[0, 0])
+        raise ValueError(
+            f"{name} must lie inside the {height}x{width} image (0 <= top, 0 <= left, h >= 0, w >= 0, "
+            f"top + h <= {height}, left + w <= {width}), got {name}[{bad}]={boxes[bad].tolist()}"
+        )
+    return boxes.long()
+
+
+def box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Boolean mask [N, 1, H, W], True inside each sample's box (empty when h*w == 0)."""
+    top, left, h, w = boxes.unbind(1)
+    rows = torch.arange(height, device=boxes.device)
+    cols = torch.arange(width, device=boxes.device)
+    in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # [N, H]
+    in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # [N, W]
+    return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]

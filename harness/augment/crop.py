@@ -41,7 +41,20 @@ from torch import nn
 
 from mappings import crop_mapping
 
-from ._common import AugmentInfo, BatchAugmentInfo, check_batch, check_image, check_num_classes, max_value
+from harness.augment._common import (
+    AugmentInfo,
+    BatchAugmentInfo,
+    check_batch,
+    check_hard,
+    check_image,
+    check_mapping,
+    check_num_classes,
+    generator_device,
+    is_number,
+    max_value,
+    stage_confidence,
+    stage_confidences,
+)
 
 __all__ = [
     "STAGE",
@@ -63,8 +76,6 @@ MAX_TRIES = 100
 # ----------------------------------------------------------------------------------------------
 # validation helpers
 # ----------------------------------------------------------------------------------------------
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _check_sigmas(sigma_px: object, sigma_frac: object) -> tuple[float | None, float | None]:
@@ -74,10 +85,10 @@ def _check_sigmas(sigma_px: object, sigma_frac: object) -> tuple[float | None, f
             f"got sigma_px={sigma_px!r}, sigma_frac={sigma_frac!r}"
         )
     if sigma_px is not None:
-        if not _is_number(sigma_px) or not math.isfinite(sigma_px) or sigma_px <= 0:
+        if not is_number(sigma_px) or not math.isfinite(sigma_px) or sigma_px <= 0:
             raise ValueError(f"sigma_px must be a finite number > 0 (pixels), got sigma_px={sigma_px!r}")
         return float(sigma_px), None
-    if not _is_number(sigma_frac) or not math.isfinite(sigma_frac) or sigma_frac <= 0:
+    if not is_number(sigma_frac) or not math.isfinite(sigma_frac) or sigma_frac <= 0:
         raise ValueError(
             f"sigma_frac must be a finite number > 0 (fraction of the side), got sigma_frac={sigma_frac!r}"
         )
@@ -95,7 +106,7 @@ def _check_background(background: object) -> str | tuple[float, ...]:
     if (
         isinstance(background, Sequence)
         and len(background) >= 1
-        and all(_is_number(v) and math.isfinite(v) and v >= 0 for v in background)
+        and all(is_number(v) and math.isfinite(v) and v >= 0 for v in background)
     ):
         return tuple(float(v) for v in background)
     raise ValueError(
@@ -103,37 +114,6 @@ def _check_background(background: object) -> str | tuple[float, ...]:
         "values >= 0, "
         f"got background={background!r}"
     )
-
-
-def _check_hard(hard: object) -> bool:
-    if not isinstance(hard, bool):
-        raise TypeError(f"hard must be a bool, got hard={hard!r}")
-    return hard
-
-
-def _check_mapping(mapping: object) -> Callable:
-    if not callable(mapping):
-        raise TypeError(f"mapping must be callable (severity -> confidence) or None, got mapping={mapping!r}")
-    return mapping
-
-
-def _confidence(mapping: Callable, severity: float, num_classes: int, hard: bool) -> float:
-    if hard:
-        return 1.0
-    return min(max(float(mapping(severity)), 1.0 / num_classes), 1.0)
-
-
-def _confidences(mapping: Callable, severities: torch.Tensor, num_classes: int, hard: bool) -> torch.Tensor:
-    if hard:
-        return torch.ones_like(severities)
-    c = torch.as_tensor(mapping(severities), dtype=severities.dtype, device=severities.device)
-    return c.clamp(1.0 / num_classes, 1.0)
-
-
-def _generator_device(generator: torch.Generator | None, device: Any) -> torch.device:
-    if generator is not None:
-        return generator.device
-    return torch.device("cpu") if device is None else torch.device(device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,8 +212,8 @@ class _CropBase(nn.Module):
         self.num_classes = check_num_classes(num_classes)
         self.sigma_px, self.sigma_frac = _check_sigmas(sigma_px, sigma_frac)
         self.background = _check_background(background)
-        self.hard = _check_hard(hard)
-        self.mapping = crop_mapping(self.num_classes) if mapping is None else _check_mapping(mapping)
+        self.hard = check_hard(hard)
+        self.mapping = crop_mapping(self.num_classes) if mapping is None else check_mapping(mapping)
 
     def sigma(self, side: int) -> float:
         """Offset standard deviation in pixels for an axis of ``side`` pixels."""
@@ -280,7 +260,7 @@ class SoftRandomCrop(_CropBase):
         height, width = image.shape[-2:]
         out = soft_crop_image(image, params["tx"], params["ty"], self.background)
         severity = 1.0 - visibility(params["tx"], params["ty"], height, width)
-        c = _confidence(self.mapping, severity, self.num_classes, self.hard)
+        c = stage_confidence(self.mapping, severity, self.num_classes, self.hard)
         return out, AugmentInfo(STAGE, severity, severity, c)
 
 
@@ -313,7 +293,7 @@ class BatchSoftRandomCrop(_CropBase):
         device: Any = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        gdev = _generator_device(generator, device)
+        gdev = generator_device(generator, device)
         out_device = gdev if device is None else torch.device(device)
         tx = self._draw_offsets(n, width, gdev, generator)
         ty = self._draw_offsets(n, height, gdev, generator)
@@ -328,7 +308,7 @@ class BatchSoftRandomCrop(_CropBase):
         ty = _check_offsets(ty, "ty", n, height).to(images.device)
         out = soft_crop_batch(images, tx, ty, self.background)
         severity = (1.0 - visibility(tx, ty, height, width)).to(torch.float32)
-        conf = _confidences(self.mapping, severity, self.num_classes, self.hard)
+        conf = stage_confidences(self.mapping, severity, self.num_classes, self.hard)
         op_ids = torch.ones(n, dtype=torch.int64, device=images.device)
         return out, BatchAugmentInfo(STAGE, op_ids, severity.clone(), severity, conf)
 

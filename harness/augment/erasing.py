@@ -47,7 +47,21 @@ from torch import nn
 
 from mappings import erasing_mapping
 
-from ._common import AugmentInfo, BatchAugmentInfo, check_batch, check_image, check_num_classes
+from harness.augment._common import (
+    AugmentInfo,
+    BatchAugmentInfo,
+    box_mask,
+    check_batch,
+    check_boxes,
+    check_hard,
+    check_image,
+    check_mapping,
+    check_num_classes,
+    generator_device,
+    is_number,
+    stage_confidence,
+    stage_confidences,
+)
 
 __all__ = [
     "STAGE",
@@ -68,12 +82,10 @@ MAX_ATTEMPTS = 10
 # ----------------------------------------------------------------------------------------------
 # validation helpers
 # ----------------------------------------------------------------------------------------------
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _check_p(p: object) -> float:
-    if not _is_number(p) or not math.isfinite(p) or not 0.0 <= p <= 1.0:
+    if not is_number(p) or not math.isfinite(p) or not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be a number in [0, 1], got p={p!r}")
     return float(p)
 
@@ -83,7 +95,7 @@ def _check_pair(value: object, name: str) -> tuple[float, float]:
         not isinstance(value, Sequence)
         or isinstance(value, str)
         or len(value) != 2
-        or not all(_is_number(v) and math.isfinite(v) for v in value)
+        or not all(is_number(v) and math.isfinite(v) for v in value)
     ):
         raise ValueError(f"{name} must be a pair of finite numbers (min, max), got {name}={value!r}")
     return float(value[0]), float(value[1])
@@ -109,37 +121,6 @@ def _check_value(value: object) -> str:
     return value  # type: ignore[return-value]
 
 
-def _check_hard(hard: object) -> bool:
-    if not isinstance(hard, bool):
-        raise TypeError(f"hard must be a bool, got hard={hard!r}")
-    return hard
-
-
-def _check_mapping(mapping: object) -> Callable:
-    if not callable(mapping):
-        raise TypeError(f"mapping must be callable (severity -> confidence) or None, got mapping={mapping!r}")
-    return mapping
-
-
-def _confidence(mapping: Callable, severity: float, num_classes: int, hard: bool) -> float:
-    if hard:
-        return 1.0
-    return min(max(float(mapping(severity)), 1.0 / num_classes), 1.0)
-
-
-def _confidences(mapping: Callable, severities: torch.Tensor, num_classes: int, hard: bool) -> torch.Tensor:
-    if hard:
-        return torch.ones_like(severities)
-    c = torch.as_tensor(mapping(severities), dtype=severities.dtype, device=severities.device)
-    return c.clamp(1.0 / num_classes, 1.0)
-
-
-def _generator_device(generator: torch.Generator | None, device: Any) -> torch.device:
-    if generator is not None:
-        return generator.device
-    return torch.device("cpu") if device is None else torch.device(device)
-
-
 # ----------------------------------------------------------------------------------------------
 # functional kernels
 # ----------------------------------------------------------------------------------------------
@@ -160,7 +141,7 @@ def draw_fill(
     out_device = torch.device("cpu") if device is None else torch.device(device)
     if value == "zero":
         return torch.zeros(shape, dtype=dtype, device=out_device)
-    gdev = _generator_device(generator, device)
+    gdev = generator_device(generator, device)
     if value == "uniform":
         if dtype == torch.uint8:
             fill = torch.randint(0, 256, shape, generator=generator, device=gdev, dtype=torch.uint8)
@@ -184,32 +165,6 @@ def erase_image(
     return F.erase(image, int(top), int(left), int(height), int(width), v=v, inplace=False)
 
 
-def _check_boxes(boxes: object, n: int, height: int, width: int, name: str = "boxes") -> torch.Tensor:
-    if not isinstance(boxes, torch.Tensor) or boxes.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"{name} must be an int64 tensor of shape [N, 4] (top, left, h, w), got {boxes!r}")
-    if boxes.shape != (n, 4):
-        raise ValueError(f"{name} must have shape [{n}, 4] (top, left, h, w), got shape={tuple(boxes.shape)}")
-    top, left, h, w = boxes.long().unbind(1)
-    ok = (h >= 0) & (w >= 0) & (top >= 0) & (left >= 0) & (top + h <= height) & (left + w <= width)
-    if not bool(ok.all()):
-        bad = int((~ok).nonzero()[0, 0])
-        raise ValueError(
-            f"{name} must lie inside the {height}x{width} image (0 <= top, 0 <= left, h >= 0, w >= 0, "
-            f"top + h <= {height}, left + w <= {width}), got {name}[{bad}]={boxes[bad].tolist()}"
-        )
-    return boxes.long()
-
-
-def _box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Boolean mask [N, 1, H, W], True inside each sample's box (empty when h*w == 0)."""
-    top, left, h, w = boxes.unbind(1)
-    rows = torch.arange(height, device=boxes.device)
-    cols = torch.arange(width, device=boxes.device)
-    in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # [N, H]
-    in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # [N, W]
-    return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
-
-
 def erase_batch(images: torch.Tensor, boxes: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
     """Batched kernel: erase box ``boxes[n] = (top, left, h, w)`` of ``images[n]`` with ``fill[n]``.
 
@@ -218,7 +173,7 @@ def erase_batch(images: torch.Tensor, boxes: torch.Tensor, fill: torch.Tensor | 
     calling :func:`erase_image` per sample with ``fill[n][:, top:top+h, left:left+w]``.
     """
     n, _, height, width = images.shape
-    mask = _box_mask(boxes.to(images.device), height, width)
+    mask = box_mask(boxes.to(images.device), height, width)
     if fill is None:
         return images.masked_fill(mask, 0)
     return torch.where(mask, fill.to(device=images.device, dtype=images.dtype), images)
@@ -227,22 +182,8 @@ def erase_batch(images: torch.Tensor, boxes: torch.Tensor, fill: torch.Tensor | 
 # ----------------------------------------------------------------------------------------------
 # per-sample transform
 # ----------------------------------------------------------------------------------------------
-class SoftRandomErasing(nn.Module):
-    """Per-sample soft Random Erasing on one image ``[C, H, W]`` (uint8 or float in [0, 1]).
-
-    Args:
-        num_classes: K >= 2 (confidence floor 1/K and the default mapping).
-        p: firing probability in [0, 1].
-        scale: (s_min, s_max), 0 < s_min <= s_max <= 1, erased area range as a fraction of H*W.
-        ratio: (r_min, r_max), 0 < r_min <= r_max, aspect-ratio range (sampled log-uniformly).
-        value: fill mode, one of ``"zero"``, ``"uniform"``, ``"normal"`` (see the module docstring).
-        mapping: severity -> confidence callable; None -> ``mappings.erasing_mapping(K)``.
-        hard: record provenance but return confidence 1.0.
-
-    ``forward(image)`` returns ``(image, AugmentInfo(op, magnitude, severity, confidence))`` with op
-    ``"random_erasing"`` when a box was erased and ``"none"`` otherwise. Random draws use the global
-    torch RNG (like torchvision).
-    """
+class _ErasingBase(nn.Module):
+    """Parameters and validation shared by the per-sample and batched erasing stages."""
 
     stage = STAGE
 
@@ -262,8 +203,8 @@ class SoftRandomErasing(nn.Module):
         self.scale = _check_scale(scale)
         self.ratio = _check_ratio(ratio)
         self.value = _check_value(value)
-        self.hard = _check_hard(hard)
-        self.mapping = erasing_mapping(self.num_classes) if mapping is None else _check_mapping(mapping)
+        self.hard = check_hard(hard)
+        self.mapping = erasing_mapping(self.num_classes) if mapping is None else check_mapping(mapping)
         # float32 log-ratio bounds, exactly as torchvision (torch.log(torch.tensor(ratio)))
         log_ratio = torch.log(torch.tensor(self.ratio))
         self._log_ratio = (float(log_ratio[0]), float(log_ratio[1]))
@@ -273,6 +214,24 @@ class SoftRandomErasing(nn.Module):
             f"num_classes={self.num_classes}, p={self.p}, scale={self.scale}, ratio={self.ratio}, "
             f"value={self.value!r}, hard={self.hard}"
         )
+
+
+class SoftRandomErasing(_ErasingBase):
+    """Per-sample soft Random Erasing on one image ``[C, H, W]`` (uint8 or float in [0, 1]).
+
+    Args:
+        num_classes: K >= 2 (confidence floor 1/K and the default mapping).
+        p: firing probability in [0, 1].
+        scale: (s_min, s_max), 0 < s_min <= s_max <= 1, erased area range as a fraction of H*W.
+        ratio: (r_min, r_max), 0 < r_min <= r_max, aspect-ratio range (sampled log-uniformly).
+        value: fill mode, one of ``"zero"``, ``"uniform"``, ``"normal"`` (see the module docstring).
+        mapping: severity -> confidence callable; None -> ``mappings.erasing_mapping(K)``.
+        hard: record provenance but return confidence 1.0.
+
+    ``forward(image)`` returns ``(image, AugmentInfo(op, magnitude, severity, confidence))`` with op
+    ``"random_erasing"`` when a box was erased and ``"none"`` otherwise. Random draws use the global
+    torch RNG (like torchvision).
+    """
 
     def make_params(self, image: torch.Tensor) -> dict[str, Any]:
         """Draw ``dict(top, left, height, width, fill)`` from the global RNG.
@@ -306,14 +265,14 @@ class SoftRandomErasing(nn.Module):
             return image, AugmentInfo("none", 0.0, 0.0, 1.0)
         out = erase_image(image, params["top"], params["left"], h, w, params["fill"])
         a = h * w / (image.shape[-2] * image.shape[-1])
-        c = _confidence(self.mapping, a, self.num_classes, self.hard)
+        c = stage_confidence(self.mapping, a, self.num_classes, self.hard)
         return out, AugmentInfo(STAGE, a, a, c)
 
 
 # ----------------------------------------------------------------------------------------------
 # batched transform
 # ----------------------------------------------------------------------------------------------
-class BatchSoftRandomErasing(nn.Module):
+class BatchSoftRandomErasing(_ErasingBase):
     """Batched soft Random Erasing on ``[N, C, H, W]`` with one independent box per sample.
 
     Hand-written and vectorised (no Python loop over samples) because torchvision transforms apply a
@@ -331,35 +290,6 @@ class BatchSoftRandomErasing(nn.Module):
     op_ids: 1 = a box was erased, 0 = not (did not fire, or no box fitted).
     """
 
-    stage = STAGE
-
-    def __init__(
-        self,
-        num_classes: int,
-        p: float = 0.5,
-        scale: Sequence[float] = (0.02, 0.33),
-        ratio: Sequence[float] = (0.3, 3.3),
-        value: str = "zero",
-        mapping: Callable | None = None,
-        hard: bool = False,
-    ) -> None:
-        super().__init__()
-        self.num_classes = check_num_classes(num_classes)
-        self.p = _check_p(p)
-        self.scale = _check_scale(scale)
-        self.ratio = _check_ratio(ratio)
-        self.value = _check_value(value)
-        self.hard = _check_hard(hard)
-        self.mapping = erasing_mapping(self.num_classes) if mapping is None else _check_mapping(mapping)
-        log_ratio = torch.log(torch.tensor(self.ratio))
-        self._log_ratio = (float(log_ratio[0]), float(log_ratio[1]))
-
-    def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, p={self.p}, scale={self.scale}, ratio={self.ratio}, "
-            f"value={self.value!r}, hard={self.hard}"
-        )
-
     def sample_params(
         self,
         n: int,
@@ -373,7 +303,7 @@ class BatchSoftRandomErasing(nn.Module):
         All draws come from ``generator`` on its device (global RNG on ``device`` when None) and the
         result is moved to ``device`` (default: the generator's device).
         """
-        gdev = _generator_device(generator, device)
+        gdev = generator_device(generator, device)
         out_device = gdev if device is None else torch.device(device)
         fired = torch.rand(n, generator=generator, device=gdev) < self.p
         frac = torch.empty(n, MAX_ATTEMPTS, device=gdev).uniform_(
@@ -410,7 +340,7 @@ class BatchSoftRandomErasing(nn.Module):
         """Erase ``boxes`` (int64 [N, 4]: top, left, h, w) with ``fill`` ([N, C, H, W], image dtype)."""
         check_batch(images)
         n, channels, height, width = images.shape
-        boxes = _check_boxes(boxes, n, height, width).to(images.device)
+        boxes = check_boxes(boxes, n, height, width).to(images.device)
         if fill is None:
             if self.value != "zero":
                 fill = draw_fill(self.value, images.shape, images.dtype, images.device, generator)
@@ -424,7 +354,7 @@ class BatchSoftRandomErasing(nn.Module):
         out = erase_batch(images, boxes, fill)
         area = (boxes[:, 2] * boxes[:, 3]).to(torch.float32) / float(height * width)
         op_ids = (area > 0).long()
-        conf = torch.where(op_ids.bool(), _confidences(self.mapping, area, self.num_classes, self.hard), 1.0)
+        conf = torch.where(op_ids.bool(), stage_confidences(self.mapping, area, self.num_classes, self.hard), 1.0)
         info = BatchAugmentInfo(STAGE, op_ids, area.clone(), area, conf)
         return out, info
 

@@ -36,7 +36,21 @@ from torch import nn
 
 from mappings import noise_mapping
 
-from ._common import AugmentInfo, BatchAugmentInfo, check_batch, check_image, check_num_classes
+from harness.augment._common import (
+    AugmentInfo,
+    BatchAugmentInfo,
+    box_mask,
+    check_batch,
+    check_boxes,
+    check_hard,
+    check_image,
+    check_mapping,
+    check_num_classes,
+    generator_device,
+    is_number,
+    stage_confidence,
+    stage_confidences,
+)
 
 __all__ = [
     "STAGE",
@@ -53,12 +67,10 @@ STAGE = "noise"
 # ----------------------------------------------------------------------------------------------
 # validation helpers
 # ----------------------------------------------------------------------------------------------
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _check_sigma_max(sigma_max: object) -> float:
-    if not _is_number(sigma_max) or not math.isfinite(sigma_max) or sigma_max <= 0:
+    if not is_number(sigma_max) or not math.isfinite(sigma_max) or sigma_max <= 0:
         raise ValueError(f"sigma_max must be a finite number > 0, got sigma_max={sigma_max!r}")
     return float(sigma_max)
 
@@ -66,42 +78,11 @@ def _check_sigma_max(sigma_max: object) -> float:
 def _check_patch_frac(patch_frac: object) -> float | None:
     if patch_frac is None:
         return None
-    if not _is_number(patch_frac) or not math.isfinite(patch_frac) or not 0.0 < patch_frac <= 1.0:
+    if not is_number(patch_frac) or not math.isfinite(patch_frac) or not 0.0 < patch_frac <= 1.0:
         raise ValueError(
             f"patch_frac must be None (whole image) or a number in (0, 1], got patch_frac={patch_frac!r}"
         )
     return float(patch_frac)
-
-
-def _check_hard(hard: object) -> bool:
-    if not isinstance(hard, bool):
-        raise TypeError(f"hard must be a bool, got hard={hard!r}")
-    return hard
-
-
-def _check_mapping(mapping: object) -> Callable:
-    if not callable(mapping):
-        raise TypeError(f"mapping must be callable (severity -> confidence) or None, got mapping={mapping!r}")
-    return mapping
-
-
-def _confidence(mapping: Callable, severity: float, num_classes: int, hard: bool) -> float:
-    if hard:
-        return 1.0
-    return min(max(float(mapping(severity)), 1.0 / num_classes), 1.0)
-
-
-def _confidences(mapping: Callable, severities: torch.Tensor, num_classes: int, hard: bool) -> torch.Tensor:
-    if hard:
-        return torch.ones_like(severities)
-    c = torch.as_tensor(mapping(severities), dtype=severities.dtype, device=severities.device)
-    return c.clamp(1.0 / num_classes, 1.0)
-
-
-def _generator_device(generator: torch.Generator | None, device: Any) -> torch.device:
-    if generator is not None:
-        return generator.device
-    return torch.device("cpu") if device is None else torch.device(device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,15 +131,6 @@ def noise_image(
     return out
 
 
-def _box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    top, left, h, w = boxes.unbind(1)
-    rows = torch.arange(height, device=boxes.device)
-    cols = torch.arange(width, device=boxes.device)
-    in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])
-    in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])
-    return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
-
-
 def noise_batch(
     images: torch.Tensor, sigmas: torch.Tensor, noise: torch.Tensor, boxes: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -174,25 +146,8 @@ def noise_batch(
     noisy = _from_unit((x + noise * sig).clamp(0.0, 1.0), images.dtype)
     if boxes is None:
         return noisy
-    mask = _box_mask(boxes.to(images.device), images.shape[-2], images.shape[-1])
+    mask = box_mask(boxes.to(images.device), images.shape[-2], images.shape[-1])
     return torch.where(mask, noisy, images)
-
-
-def _check_boxes(boxes: object, n: int, height: int, width: int) -> torch.Tensor:
-    if not isinstance(boxes, torch.Tensor) or boxes.dtype not in (torch.int64, torch.int32):
-        raise TypeError(
-            f"boxes must be None or an int64 tensor of shape [N, 4] (top, left, h, w), got {boxes!r}"
-        )
-    if boxes.shape != (n, 4):
-        raise ValueError(f"boxes must have shape [{n}, 4] (top, left, h, w), got shape={tuple(boxes.shape)}")
-    top, left, h, w = boxes.long().unbind(1)
-    ok = (h >= 0) & (w >= 0) & (top >= 0) & (left >= 0) & (top + h <= height) & (left + w <= width)
-    if not bool(ok.all()):
-        bad = int((~ok).nonzero()[0, 0])
-        raise ValueError(
-            f"boxes must lie inside the {height}x{width} image, got boxes[{bad}]={boxes[bad].tolist()}"
-        )
-    return boxes.long()
 
 
 def _check_sigmas(sigmas: object, n: int) -> torch.Tensor:
@@ -221,8 +176,8 @@ class _NoiseBase(nn.Module):
         self.num_classes = check_num_classes(num_classes)
         self.sigma_max = _check_sigma_max(sigma_max)
         self.patch_frac = _check_patch_frac(patch_frac)
-        self.hard = _check_hard(hard)
-        self.mapping = noise_mapping() if mapping is None else _check_mapping(mapping)
+        self.hard = check_hard(hard)
+        self.mapping = noise_mapping() if mapping is None else check_mapping(mapping)
 
     def extra_repr(self) -> str:
         return (
@@ -267,7 +222,7 @@ class SoftNoise(_NoiseBase):
         height, width = image.shape[-2:]
         rho = 1.0 if box is None else box[2] * box[3] / (height * width)
         severity = min(rho * sigma, 1.0)
-        c = _confidence(self.mapping, severity, self.num_classes, self.hard)
+        c = stage_confidence(self.mapping, severity, self.num_classes, self.hard)
         return out, AugmentInfo(STAGE, sigma, severity, c)
 
 
@@ -293,7 +248,7 @@ class BatchSoftNoise(_NoiseBase):
         device: Any = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor | None]:
-        gdev = _generator_device(generator, device)
+        gdev = generator_device(generator, device)
         out_device = gdev if device is None else torch.device(device)
         sigmas = torch.rand(n, generator=generator, device=gdev) * self.sigma_max
         if self.patch_frac is None:
@@ -321,9 +276,9 @@ class BatchSoftNoise(_NoiseBase):
         n, _, height, width = images.shape
         sigmas = _check_sigmas(sigmas, n).to(device=images.device, dtype=torch.float32)
         if boxes is not None:
-            boxes = _check_boxes(boxes, n, height, width).to(images.device)
+            boxes = check_boxes(boxes, n, height, width).to(images.device)
         if noise is None:
-            gdev = _generator_device(generator, images.device)
+            gdev = generator_device(generator, images.device)
             noise = torch.randn(images.shape, generator=generator, device=gdev, dtype=torch.float32)
         elif (
             not isinstance(noise, torch.Tensor)
@@ -340,7 +295,7 @@ class BatchSoftNoise(_NoiseBase):
         else:
             rho = (boxes[:, 2] * boxes[:, 3]).to(torch.float32) / float(height * width)
         severity = (rho * sigmas).clamp(max=1.0)
-        conf = _confidences(self.mapping, severity, self.num_classes, self.hard)
+        conf = stage_confidences(self.mapping, severity, self.num_classes, self.hard)
         op_ids = torch.ones(n, dtype=torch.int64, device=images.device)
         return out, BatchAugmentInfo(STAGE, op_ids, sigmas.clone(), severity, conf)
 
