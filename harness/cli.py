@@ -1,6 +1,9 @@
 """``softbench`` command-line interface.
 
 Subcommands:
+  train    train one run from a config and a seed into a run directory (then evaluate it)
+  evaluate (re-)evaluate a trained run directory
+  corruptions make   generate and cache a corrupted test set (CIFAR-C style)
   demo     apply every soft augmentation to real images; write an example grid PNG and a
            confidence summary (the main job until the training pipeline lands)
   presets  print the confidence of every TrivialAugment op x bin under the mapping presets
@@ -57,6 +60,42 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=_positive_int("--size", 8), default=64,
                       help="side in px of the bundled demo photos (default: 64; ignored with --images-npz)")
 
+    tr = sub.add_parser(
+        "train",
+        help="train one run (config + seed) into a run directory, then evaluate it",
+        description=(
+            "Train a model from a YAML config (fields of harness.config.TrainConfig; omitted fields take "
+            "their defaults) with optional --set overrides, then evaluate clean, corruption and calibration "
+            "metrics. Writes config.yaml, provenance.json, epochs.csv, checkpoint.pt, model.pt, metrics.json, "
+            "predictions.npz and status.json into --out."
+        ),
+    )
+    tr.add_argument("--config", default=None, help="YAML config file (default: built-in defaults)")
+    tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config field, dotted keys allowed (e.g. --set epochs=5 "
+                         "--set augment.2.soft=true); repeatable")
+    tr.add_argument("--seed", type=_positive_int("--seed", 0), default=None,
+                    help="random seed (overrides the config's seed)")
+    tr.add_argument("--out", required=True, help="run directory")
+    tr.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    tr.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    ev = sub.add_parser("evaluate", help="(re-)evaluate a trained run directory",
+                        description="Evaluate RUN_DIR/model.pt and rewrite metrics.json, predictions.npz, status.json.")
+    ev.add_argument("run_dir", help="run directory written by 'softbench train'")
+    ev.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    co = sub.add_parser("corruptions", help="corruption benchmark data")
+    co_sub = co.add_subparsers(dest="corruptions_command", required=True, metavar="ACTION")
+    mk = co_sub.add_parser("make", help="generate and cache the corrupted test set of a dataset",
+                           description="Generate the 19 corruptions x severities of a dataset's test set "
+                                       "(seeded) and cache them under datasets/prepared/<dataset>/.")
+    mk.add_argument("--dataset", required=True, help="dataset name (see harness.datasets.DATASETS)")
+    mk.add_argument("--data-source", default=None, help="where the raw dataset lives (default: auto-discover)")
+    mk.add_argument("--n", type=_positive_int("--n", 1), default=None, help="first N test images (default: all)")
+    mk.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="severities (1..5)")
+    mk.add_argument("--seed", type=_positive_int("--seed", 0), default=0, help="random seed (default: 0)")
+
     pre = sub.add_parser("presets", help="print every op x bin confidence under the mapping presets (CSV)")
     pre.add_argument("--num-classes", type=_positive_int("--num-classes", 2), default=10,
                      help="number of classes K (default: 10)")
@@ -65,8 +104,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _train(args) -> int:
+    from harness.config import ConfigError, load_config
+    from harness.trainer import TrainingFailed, train
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    try:
+        config = load_config(args.config, overrides)
+        result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    except ConfigError as exc:
+        print(f"softbench train: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"softbench train: error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingFailed as exc:
+        print(f"softbench train: run failed: {exc}", file=sys.stderr)
+        return 3
+    print(f"run {result.status}: {result.run_dir}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from harness.evaluate import evaluate_run
+
+    try:
+        rows = evaluate_run(args.run_dir, progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"softbench evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    for r in rows:
+        if r["corruption"] is None:
+            print(f"{r['metric']:>28}: {r['value']:.4f}")
+    return 0
+
+
+def _corruptions_make(args) -> int:
+    from harness.corruptions import corrupted_test_set
+    from harness.datasets import load_dataset
+
+    try:
+        _train, test = load_dataset(args.dataset, source=args.data_source)
+        bad = [s for s in args.severities if not 1 <= s <= 5]
+        if bad:
+            raise ValueError(f"--severities must be in 1..5, got {bad}")
+        n = args.n or len(test)
+        corrupted_test_set(test, n=n, severities=tuple(args.severities), seed=args.seed, progress=True)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"softbench corruptions make: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
+    if args.command == "corruptions":
+        return _corruptions_make(args)
     if args.command == "demo":
         from harness.demo import run_demo
 

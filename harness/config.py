@@ -1,0 +1,292 @@
+"""Training configuration: plain dataclasses, validated once at the edge.
+
+A config is built from a YAML/JSON mapping (``TrainConfig.from_dict``), optionally overridden with
+``key=value`` strings (``apply_overrides``; dotted keys, YAML-parsed values), and validated in
+full before anything runs. Every error names the field, the value and what is allowed.
+
+Augmentation pipeline: an ordered list of stages, each ``{kind, soft, mapping, params}``:
+
+================  ==========================================  =====================================
+kind              params                                      mapping (soft stages)
+================  ==========================================  =====================================
+flip              p (default 0.5)                             (always hard)
+crop              padding (default 4)                         (always hard)
+trivial_augment   ops, num_magnitude_bins, fill               preset name (default polynomial_chance)
+                                                              or a ``mappings`` dict / MappingSet JSON
+random_erasing    p, scale, ratio, value                      mapping dict (default Polynomial(1/K, 1))
+noise             sigma_max, patch_frac                       mapping dict (default Polynomial(0.3, 2))
+soft_crop         sigma_px | sigma_frac, background           mapping dict (default Polynomial(1/K, 2))
+================  ==========================================  =====================================
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["StageConfig", "TrainConfig", "STAGE_KINDS", "load_config", "apply_overrides", "ConfigError"]
+
+STAGE_KINDS: tuple[str, ...] = ("flip", "crop", "trivial_augment", "random_erasing", "noise", "soft_crop")
+_HARD_ONLY = ("flip", "crop")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+LS_CONVENTIONS = ("other", "uniform")
+COMBINE = ("product", "min")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value (a ``ValueError`` naming the field)."""
+
+
+def _fail(field_name: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"config field {field_name!r} must be {allowed}, got {value!r}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One augmentation stage. ``soft=False`` records provenance but keeps c = 1."""
+
+    kind: str
+    soft: bool = False
+    mapping: Any = None
+    params: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> "StageConfig":
+        if isinstance(d, str):
+            d = {"kind": d}
+        if not isinstance(d, dict):
+            _fail(where, d, "a mapping with keys kind, soft, mapping, params (or a stage kind string)")
+        unknown = set(d) - {"kind", "soft", "mapping", "params"}
+        if unknown:
+            _fail(f"{where}.{sorted(unknown)[0]}", d[sorted(unknown)[0]], "absent (allowed keys: kind, soft, mapping, params)")
+        stage = cls(
+            kind=d.get("kind"),
+            soft=d.get("soft", False),
+            mapping=copy.deepcopy(d.get("mapping")),
+            params=copy.deepcopy(d.get("params") or {}),
+        )
+        stage.validate(where)
+        return stage
+
+    def validate(self, where: str) -> None:
+        if self.kind not in STAGE_KINDS:
+            _fail(f"{where}.kind", self.kind, f"one of {list(STAGE_KINDS)}")
+        if not isinstance(self.soft, bool):
+            _fail(f"{where}.soft", self.soft, "true or false")
+        if self.soft and self.kind in _HARD_ONLY:
+            _fail(f"{where}.soft", self.soft, f"false for kind {self.kind!r} (it never changes the label)")
+        if not isinstance(self.params, dict):
+            _fail(f"{where}.params", self.params, "a mapping of stage parameters")
+        if self.mapping is not None and not isinstance(self.mapping, (str, dict)):
+            _fail(f"{where}.mapping", self.mapping, "a preset name, a mapping dict (mappings.to_dict) or null")
+        if isinstance(self.mapping, str) and self.kind != "trivial_augment":
+            _fail(f"{where}.mapping", self.mapping, "a mapping dict (presets by name exist only for trivial_augment)")
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "soft": self.soft, "mapping": self.mapping, "params": dict(self.params)}
+
+
+def _default_augment() -> tuple[StageConfig, ...]:
+    return (StageConfig("flip"), StageConfig("crop", params={"padding": 4}))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (together with the seed).
+
+    Units: ``lr`` per step of SGD; ``weight_decay`` L2 coefficient; ``epochs`` full passes;
+    ``label_smoothing`` eps in [0, 1) in the chosen convention (``"other"``: eps over the K-1 wrong
+    classes as in the reference; ``"uniform"``: eps/K over all K as in torch).
+    """
+
+    dataset: str = "mnist5k"
+    data_source: str | None = None
+    n_per_class: int | None = None
+    model: str = "smallnet"
+    model_kwargs: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    augment: tuple[StageConfig, ...] = field(default_factory=_default_augment)
+    combine: str = "product"
+    reweight: bool = False
+    normalize_weights: bool = False
+    label_smoothing: float = 0.0
+    label_smoothing_convention: str = "other"
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    eval_batch_size: int = 1000
+    checkpoint_every: int = 1
+    corruptions: bool = True
+    corruption_severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    corruption_n: int | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"config must be a mapping of fields, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config field {unknown[0]!r}; allowed fields: {sorted(names)}")
+        kwargs = dict(d)
+        if "augment" in kwargs:
+            aug = kwargs["augment"]
+            if aug is None:
+                aug = []
+            if not isinstance(aug, (list, tuple)):
+                _fail("augment", aug, "a list of stages")
+            kwargs["augment"] = tuple(StageConfig.from_dict(s, f"augment[{i}]") for i, s in enumerate(aug))
+        if "corruption_severities" in kwargs and isinstance(kwargs["corruption_severities"], list):
+            kwargs["corruption_severities"] = tuple(kwargs["corruption_severities"])
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        from harness.datasets import DATASETS
+        from harness.models import MODELS
+
+        if self.dataset not in DATASETS:
+            _fail("dataset", self.dataset, f"one of {list(DATASETS)}")
+        if self.data_source is not None and not isinstance(self.data_source, str):
+            _fail("data_source", self.data_source, "a path string or null")
+        if self.n_per_class is not None and (not _is_int(self.n_per_class) or self.n_per_class < 1):
+            _fail("n_per_class", self.n_per_class, "an int >= 1 or null (all data)")
+        if self.model not in MODELS:
+            _fail("model", self.model, f"one of {list(MODELS)}")
+        if not isinstance(self.model_kwargs, dict):
+            _fail("model_kwargs", self.model_kwargs, "a mapping")
+        for name in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                _fail(name, v, "an int >= 1")
+        if not _is_num(self.lr) or not self.lr > 0:
+            _fail("lr", self.lr, "a number > 0")
+        if not _is_num(self.momentum) or not 0 <= self.momentum < 1:
+            _fail("momentum", self.momentum, "a number in [0, 1)")
+        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+            _fail("weight_decay", self.weight_decay, "a number >= 0")
+        if self.schedule not in ("cosine", "constant"):
+            _fail("schedule", self.schedule, "one of ['cosine', 'constant']")
+        if self.combine not in COMBINE:
+            _fail("combine", self.combine, f"one of {list(COMBINE)}")
+        for name in ("nesterov", "reweight", "normalize_weights", "channels_last", "compile", "corruptions"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(name, getattr(self, name), "true or false")
+        if not _is_num(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            _fail("label_smoothing", self.label_smoothing, "a number in [0, 1)")
+        if self.label_smoothing_convention not in LS_CONVENTIONS:
+            _fail("label_smoothing_convention", self.label_smoothing_convention, f"one of {list(LS_CONVENTIONS)}")
+        if self.label_smoothing > 0 and any(s.soft for s in self.augment):
+            _fail("label_smoothing", self.label_smoothing,
+                  "0 when a soft augmentation stage is used (fixed and adaptive smoothing are separate arms)")
+        if not _is_int(self.seed) or self.seed < 0:
+            _fail("seed", self.seed, "an int >= 0")
+        if self.device not in DEVICES:
+            _fail("device", self.device, f"one of {list(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            _fail("precision", self.precision, f"one of {list(PRECISIONS)}")
+        sev = self.corruption_severities
+        if not isinstance(sev, tuple) or not sev or any(not _is_int(s) or not 1 <= s <= 5 for s in sev):
+            _fail("corruption_severities", sev, "a non-empty list of ints in 1..5")
+        if self.corruption_n is not None and (not _is_int(self.corruption_n) or self.corruption_n < 1):
+            _fail("corruption_n", self.corruption_n, "an int >= 1 or null (whole test set)")
+        for i, s in enumerate(self.augment):
+            s.validate(f"augment[{i}]")
+
+    # ------------------------------------------------------------------ serialisation
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["augment"] = [s.as_dict() for s in self.augment]
+        d["corruption_severities"] = list(self.corruption_severities)
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.as_dict(), sort_keys=False)
+
+    def training_hash(self) -> str:
+        """Hash of every field that affects training (not device/precision-independent fields like eval)."""
+        d = self.as_dict()
+        for k in ("eval_batch_size", "checkpoint_every", "corruptions", "corruption_severities", "corruption_n"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cur: Any = d
+    for i, p in enumerate(parts[:-1]):
+        if isinstance(cur, list):
+            if not p.isdigit() or int(p) >= len(cur):
+                raise ConfigError(f"--set {dotted}: {'.'.join(parts[:i + 1])!r} is not a valid list index")
+            cur = cur[int(p)]
+        else:
+            if p not in cur or cur[p] is None:
+                cur[p] = {}
+            cur = cur[p]
+    last = parts[-1]
+    if isinstance(cur, list):
+        if not last.isdigit() or int(last) >= len(cur):
+            raise ConfigError(f"--set {dotted}: {last!r} is not a valid list index")
+        cur[int(last)] = value
+    else:
+        cur[last] = value
+
+
+def apply_overrides(d: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply ``key=value`` overrides (dotted keys, list indices allowed; values parsed as YAML)."""
+    out = copy.deepcopy(d)
+    out.setdefault("augment", [s.as_dict() for s in _default_augment()])
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        if not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from None
+        _set_dotted(out, key, value)
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a YAML config (or start from the defaults when ``path`` is None) and apply overrides."""
+    d: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of fields, got {type(d).__name__}")
+    return TrainConfig.from_dict(apply_overrides(d, list(overrides)))

@@ -1,0 +1,262 @@
+"""Seeded trainer: a validated config and a seed become a fully recorded run directory.
+
+Data stays resident on the device as uint8 (airbench-style) and every batch is augmented there
+by the batched soft stages; each sample's confidence becomes its soft target
+(:func:`harness.soft_targets`) and, optionally, its loss weight.
+
+Determinism: python, numpy and torch are seeded from ``config.seed``; batch order and
+augmentation draw from two explicit CPU ``torch.Generator`` s (so sampled parameters are the
+same on CPU and CUDA). On CPU the same config and seed give bit-identical metrics.
+
+Precision: ``precision="auto"`` uses bf16 autocast (CPU and CUDA) with channels_last memory
+format; ``"fp32"`` disables autocast. The loss is always computed in float32.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from harness.config import ConfigError, TrainConfig
+from harness.io import atomic_write_text, provenance
+from harness.loss import label_smoothing_targets_other, label_smoothing_targets_uniform, soft_cross_entropy
+from harness.pipeline_builder import build_pipeline
+from harness.runs import read_status, save_torch, write_json, write_status
+from harness.targets import soft_targets
+
+__all__ = ["train", "resolve_device", "TrainingFailed", "TrainResult"]
+
+
+class TrainingFailed(RuntimeError):
+    """Raised when a run stops on a non-finite loss (the run is marked failed on disk)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    status: str
+    epochs_done: int
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config field 'device' is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _targets(config: TrainConfig, labels: torch.Tensor, conf: torch.Tensor, k: int) -> torch.Tensor:
+    if config.label_smoothing > 0:
+        if config.label_smoothing_convention == "other":
+            return label_smoothing_targets_other(labels, config.label_smoothing, k)
+        return label_smoothing_targets_uniform(labels, config.label_smoothing, k)
+    return soft_targets(labels, conf, k)
+
+
+def _make_optimizer(model: torch.nn.Module, config: TrainConfig):
+    opt = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+    if config.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _e: 1.0)
+    return opt, sched
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    evaluate: bool = True,
+    stop_after_epochs: int | None = None,
+    nan_at_step: int | None = None,
+) -> TrainResult:
+    """Train ``config`` into ``run_dir`` and (by default) evaluate it.
+
+    Args:
+        config: a validated :class:`TrainConfig`.
+        run_dir: output folder; must not hold a complete or running run unless ``resume``.
+        resume: continue from ``run_dir/checkpoint.pt``; the checkpoint's training config must
+            match ``config`` exactly (else ``ConfigError``, nothing written).
+        progress: show a tqdm progress bar.
+        evaluate: run :func:`harness.evaluate.evaluate_run` after training.
+        stop_after_epochs: testing aid that simulates an interruption after that many epochs
+            (the run stays ``running`` with a checkpoint).
+        nan_at_step: testing aid that injects a NaN loss at that global step.
+    """
+    from harness.datasets import load_dataset
+    from harness.models import build_model
+
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoint.pt"
+    status = read_status(run_dir)["status"]
+    if resume:
+        if not ckpt_path.is_file():
+            raise ConfigError(f"--resume: no checkpoint at {ckpt_path}")
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt["training_hash"] != config.training_hash():
+            raise ConfigError(
+                f"--resume: the config differs from the one that wrote {ckpt_path} "
+                f"(training hash {config.training_hash()} != {ckpt['training_hash']}); "
+                "resume with the original config or start a new run directory"
+            )
+    else:
+        if status in ("running", "complete") or ckpt_path.exists():
+            raise ConfigError(
+                f"run directory {run_dir} already holds a run (status {status!r}); "
+                "use --resume to continue it or choose another --out"
+            )
+        ckpt = None
+
+    device = resolve_device(config.device)
+    _seed_everything(config.seed)
+    train_set, _test_set = load_dataset(config.dataset, source=config.data_source)
+    if config.n_per_class is not None:
+        train_set = train_set.subset(config.n_per_class, seed=config.seed)
+    k = train_set.num_classes
+    images, labels = train_set.to_tensors(device)
+    n = images.shape[0]
+
+    model = build_model(config.model, k, in_channels=images.shape[1], image_size=images.shape[-1],
+                        **config.model_kwargs).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt, sched = _make_optimizer(model, config)
+    pipeline = build_pipeline(config.augment, k, config.combine)
+    order_gen = torch.Generator().manual_seed(config.seed)
+    aug_gen = torch.Generator().manual_seed(config.seed + 1_000_003)
+    step_model = torch.compile(model) if config.compile else model
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start_epoch = 0
+    log_rows: list[dict] = []
+    timings = {"train_s": 0.0}
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        order_gen.set_state(ckpt["order_gen"])
+        aug_gen.set_state(ckpt["aug_gen"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"])
+        start_epoch = ckpt["epoch"]
+        log_rows = ckpt["log"]
+        timings = ckpt.get("timings", timings)
+
+    atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+    prov = provenance(config=config.as_dict(), seed=config.seed)
+    prov.update({"device": str(device), "precision": "fp32" if config.precision == "fp32" else "bf16-autocast",
+                 "num_train": n, "num_classes": k, "threads": torch.get_num_threads()})
+    write_json(run_dir / "provenance.json", prov)
+    write_status(run_dir, "running", epoch=start_epoch)
+
+    batch = config.batch_size
+    global_step = start_epoch * math.ceil(n / batch)
+    bar = tqdm(range(start_epoch, config.epochs), desc=f"train {run_dir.name}", disable=not progress,
+               initial=start_epoch, total=config.epochs, unit="epoch")
+    for epoch in bar:
+        model.train()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=order_gen).to(device)
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        conf_sum = torch.zeros((), device=device, dtype=torch.float64)
+        seen = 0
+        for start in range(0, n, batch):
+            idx = perm[start:start + batch]
+            if idx.numel() < 2:  # BatchNorm needs 2+ samples; a single leftover sample is skipped
+                continue
+            x, conf, _infos = pipeline(images[idx], generator=aug_gen)
+            y = labels[idx]
+            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, config.precision):
+                logits = step_model(x)
+            targets = _targets(config, y, conf, k)
+            weights = conf if config.reweight else None
+            loss = soft_cross_entropy(logits.float(), targets, weights=weights,
+                                      normalize_weights=config.normalize_weights)
+            if nan_at_step is not None and global_step == nan_at_step:
+                loss = loss * float("nan")
+            if not torch.isfinite(loss):
+                write_status(run_dir, "failed", epoch=epoch + 1, step=global_step,
+                             reason=f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {global_step}")
+                bar.close()
+                raise TrainingFailed(f"non-finite loss at epoch {epoch + 1}, step {global_step}; "
+                                     f"run marked failed in {run_dir / 'status.json'}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            global_step += 1
+            bs = idx.numel()
+            seen += bs
+            loss_sum += loss.detach().double() * bs
+            correct += (logits.detach().argmax(1) == y).sum()
+            conf_sum += conf.double().sum()
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        elapsed = time.perf_counter() - t0
+        timings["train_s"] += elapsed
+        row = {"epoch": epoch + 1, "loss": float(loss_sum) / seen, "train_acc": int(correct) / seen,
+               "mean_confidence": float(conf_sum) / seen, "lr": lr, "time_s": elapsed}
+        log_rows.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc']:.3f}")
+        _write_log(run_dir, log_rows)
+        done = epoch + 1
+        if done % config.checkpoint_every == 0 or done == config.epochs:
+            save_torch(ckpt_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                "epoch": done, "log": log_rows, "timings": timings,
+                "training_hash": config.training_hash(),
+            })
+            write_status(run_dir, "running", epoch=done)
+        if stop_after_epochs is not None and done >= stop_after_epochs and done < config.epochs:
+            bar.close()
+            return TrainResult(run_dir, "running", done)
+    bar.close()
+    save_torch(run_dir / "model.pt", model.state_dict())
+    prov["timings"] = timings
+    write_json(run_dir / "provenance.json", prov)
+    if evaluate:
+        from harness.evaluate import evaluate_run
+
+        evaluate_run(run_dir, progress=progress, config=config, device=device)
+        return TrainResult(run_dir, "complete", config.epochs)
+    write_status(run_dir, "running", epoch=config.epochs, note="trained; not evaluated")
+    return TrainResult(run_dir, "running", config.epochs)
+
+
+def _write_log(run_dir: Path, rows: list[dict]) -> None:
+    import pandas as pd
+
+    atomic_write_text(run_dir / "epochs.csv", pd.DataFrame(rows).to_csv(index=False))
