@@ -1,0 +1,137 @@
+"""Trainer on tiny data: determinism, resume, NaN guard, run record and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from harness.cli import main
+from harness.config import ConfigError, TrainConfig
+from harness.runs import read_status
+from harness.trainer import TrainingFailed, train
+
+TINY = {
+    "dataset": "mnist5k",
+    "n_per_class": 6,
+    "model": "smallnet",
+    "epochs": 2,
+    "batch_size": 16,
+    "lr": 0.05,
+    "corruptions": False,
+    "augment": ["flip", {"kind": "crop", "params": {"padding": 2}},
+                {"kind": "trivial_augment", "soft": True, "mapping": "polynomial_chance"}],
+}
+
+
+def _cfg(**over) -> TrainConfig:
+    d = dict(TINY)
+    d.update(over)
+    return TrainConfig.from_dict(d)
+
+
+def _values(run_dir):
+    rows = json.loads((run_dir / "metrics.json").read_text())["rows"]
+    return {(r["metric"], r["corruption"], r["severity"]): r["value"] for r in rows}
+
+
+def test_same_seed_gives_bit_identical_metrics_on_cpu(tmp_path):
+    a = train(_cfg(), tmp_path / "a", progress=False)
+    b = train(_cfg(), tmp_path / "b", progress=False)
+    assert a.status == b.status == "complete"
+    assert _values(tmp_path / "a") == _values(tmp_path / "b")
+    la = pd.read_csv(tmp_path / "a" / "epochs.csv")
+    lb = pd.read_csv(tmp_path / "b" / "epochs.csv")
+    assert la["loss"].tolist() == lb["loss"].tolist()
+    c = train(_cfg(seed=1), tmp_path / "c", progress=False)
+    assert c.status == "complete"
+    assert pd.read_csv(tmp_path / "c" / "epochs.csv")["loss"].tolist() != la["loss"].tolist()
+
+
+def test_run_record_is_complete(tmp_path):
+    run = tmp_path / "run"
+    train(_cfg(), run, progress=False)
+    assert read_status(run)["status"] == "complete"
+    for name in ("config.yaml", "provenance.json", "epochs.csv", "checkpoint.pt", "model.pt",
+                 "metrics.json", "predictions.npz"):
+        assert (run / name).is_file(), name
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["seed"] == 0 and "git_sha" in prov and prov["versions"]["torch"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["n_per_class"] == 6
+    log = pd.read_csv(run / "epochs.csv")
+    assert list(log.columns) == ["epoch", "loss", "train_acc", "mean_confidence", "lr", "time_s"]
+    assert (log["mean_confidence"] < 1).all()  # soft TA lowers confidences
+    vals = _values(run)
+    for metric in ("accuracy", "nll", "ece", "brier"):
+        assert (metric, None, None) in vals
+    with np.load(run / "predictions.npz") as z:
+        assert z["clean"].shape == z["labels"].shape == (1000,)
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+
+
+def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path):
+    cfg = _cfg(epochs=3)
+    train(cfg, tmp_path / "full", progress=False)
+    part = train(cfg, tmp_path / "part", progress=False, stop_after_epochs=1)
+    assert part.status == "running" and read_status(tmp_path / "part")["status"] == "running"
+    assert not (tmp_path / "part" / "metrics.json").exists()
+    done = train(cfg, tmp_path / "part", resume=True, progress=False)
+    assert done.status == "complete"
+    assert _values(tmp_path / "part") == _values(tmp_path / "full")
+    full_log = pd.read_csv(tmp_path / "full" / "epochs.csv").drop(columns="time_s")
+    part_log = pd.read_csv(tmp_path / "part" / "epochs.csv").drop(columns="time_s")
+    pd.testing.assert_frame_equal(full_log, part_log)
+
+
+def test_nan_loss_marks_run_failed_and_writes_no_metrics(tmp_path):
+    run = tmp_path / "nan"
+    with pytest.raises(TrainingFailed, match="non-finite"):
+        train(_cfg(), run, progress=False, nan_at_step=2)
+    status = read_status(run)
+    assert status["status"] == "failed" and status["step"] == 2 and status["epoch"] == 1
+    assert not (run / "metrics.json").exists() and not (run / "model.pt").exists()
+
+
+def test_resume_with_a_different_config_is_refused_and_writes_nothing(tmp_path):
+    run = tmp_path / "r"
+    train(_cfg(epochs=3), run, progress=False, stop_after_epochs=1)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(ConfigError, match="differs"):
+        train(_cfg(epochs=3, lr=0.01), run, resume=True, progress=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path):
+    run = tmp_path / "r"
+    train(_cfg(epochs=1), run, progress=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(_cfg(epochs=1), run, progress=False)
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        train(_cfg(), tmp_path / "empty", resume=True, progress=False)
+
+
+def test_cli_train_with_corruptions_and_evaluate(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1, "corruptions": True, "corruption_n": 16,
+                                   "corruption_severities": [1, 5]}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--seed", "3", "--out", str(out), "--no-progress"]) == 0
+    vals = _values(out)
+    assert 0.0 <= vals[("corruption_accuracy_mean15", None, None)] <= 1.0
+    assert 0.0 <= vals[("corruption_accuracy_mean19", None, None)] <= 1.0
+    assert sum(1 for key in vals if key[0] == "accuracy" and key[1] is not None) == 19 * 2
+    with np.load(out / "predictions.npz") as z:
+        assert z["fog/5"].shape == (16,)
+    assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 3
+    assert main(["evaluate", str(out), "--no-progress"]) == 0
+    assert _values(out) == vals
+
+
+def test_cli_train_reports_bad_config(tmp_path, capsys):
+    assert main(["train", "--set", "epochs=0", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "epochs" in err and ">= 1" in err
+    assert not (tmp_path / "x").exists()
