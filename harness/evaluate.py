@@ -90,22 +90,25 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
         n = config.corruption_n or len(y)
         corr = corrupted_test_set(test, n=n, severities=config.corruption_severities, seed=0,
                                   progress=progress)
-        acc_rows = []
-        bar = tqdm(total=len(CORRUPTIONS) * len(config.corruption_severities), desc="corruptions",
-                   disable=not progress)
-        for name in CORRUPTIONS:
-            for sev in config.corruption_severities:
-                x_c = torch.from_numpy(corr[(name, sev)]).permute(0, 3, 1, 2).contiguous()
-                p = predict_probs(model, x_c, device, config.eval_batch_size, config.precision,
-                                  config.channels_last)
-                pred = p.argmax(1)
-                acc = float((pred == y[:n]).mean())
-                rows.append(_rows("accuracy", acc, name, sev))
-                acc_rows.append({"corruption": name, "severity": sev, "accuracy": acc})
-                preds[f"{name}/{sev}"] = pred.astype(np.int16)
-                bar.update()
+        try:
+            acc_rows = []
+            bar = tqdm(total=len(CORRUPTIONS) * len(config.corruption_severities), desc="corruptions",
+                       disable=not progress)
+            for name in CORRUPTIONS:
+                for sev in config.corruption_severities:
+                    x_c = torch.from_numpy(corr[(name, sev)]).permute(0, 3, 1, 2).contiguous()
+                    p = predict_probs(model, x_c, device, config.eval_batch_size, config.precision,
+                                      config.channels_last)
+                    pred = p.argmax(1)
+                    acc = float((pred == y[:n]).mean())
+                    rows.append(_rows("accuracy", acc, name, sev))
+                    acc_rows.append({"corruption": name, "severity": sev, "accuracy": acc})
+                    preds[f"{name}/{sev}"] = pred.astype(np.int16)
+                    bar.update()
+        finally:
+            corr.close()
         bar.close()
-        summary = M.summarize_corruptions(pd.DataFrame(acc_rows))
+        summary = M.summarize_corruptions(pd.DataFrame(acc_rows), severities=config.corruption_severities)
         rows.append(_rows("corruption_accuracy_mean15", summary["mean15"]))
         rows.append(_rows("corruption_accuracy_mean19", summary["mean19"]))
         for fam, value in summary["families"].items():
