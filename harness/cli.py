@@ -3,6 +3,7 @@
 Subcommands:
   train    train one run from a config and a seed into a run directory (then evaluate it)
   evaluate (re-)evaluate a trained run directory
+  prepare  prepare a dataset (convert once, optionally download)
   corruptions make   generate and cache a corrupted test set (CIFAR-C style)
   demo     apply every soft augmentation to real images; write an example grid PNG and a
            confidence summary (the main job until the training pipeline lands)
@@ -85,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir", help="run directory written by 'softbench train'")
     ev.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
+    pr = sub.add_parser("prepare", help="prepare a dataset into datasets/prepared/<name>/ (optionally downloading it)",
+                        description="Convert a dataset once into datasets/prepared/<name>/{train,test}.npz. "
+                                    "Sources are auto-discovered (datasets/raw/<name>/, ../shared/data/<name>/, "
+                                    "$SOFTBENCH_DATA) unless --source is given; --download uses torchvision.")
+    pr.add_argument("--dataset", required=True, help="dataset name (see harness.datasets.DATASETS)")
+    pr.add_argument("--source", default=None, help="folder or npz holding the raw dataset")
+    pr.add_argument("--download", action="store_true", help="download with torchvision (needs internet)")
+    pr.add_argument("--force", action="store_true", help="rebuild even if a prepared copy exists")
+
     co = sub.add_parser("corruptions", help="corruption benchmark data")
     co_sub = co.add_subparsers(dest="corruptions_command", required=True, metavar="ACTION")
     mk = co_sub.add_parser("make", help="generate and cache the corrupted test set of a dataset",
@@ -158,8 +168,22 @@ def _corruptions_make(args) -> int:
     return 0
 
 
+def _prepare(args) -> int:
+    from harness.datasets import prepare_dataset
+
+    try:
+        path = prepare_dataset(args.dataset, source=args.source, download=args.download, force=args.force)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"softbench prepare: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"prepared: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "prepare":
+        return _prepare(args)
     if args.command == "train":
         return _train(args)
     if args.command == "evaluate":

@@ -135,3 +135,16 @@ def test_cli_train_reports_bad_config(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "epochs" in err and ">= 1" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_prepare_and_corruptions_make(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "--dataset", "mnist5k"]) == 0
+    assert (tmp_path / "datasets/prepared/mnist5k/train.npz").is_file()
+    assert main(["corruptions", "make", "--dataset", "mnist5k", "--n", "8", "--severities", "1", "3"]) == 0
+    made = list((tmp_path / "datasets/prepared/mnist5k").glob("corrupted_*.npz"))
+    assert [p.name for p in made] == ["corrupted_cifar_n8_s13_seed0.npz"]
+    assert main(["corruptions", "make", "--dataset", "mnist5k", "--severities", "7"]) == 2
+    assert "--severities" in capsys.readouterr().err
+    assert main(["prepare", "--dataset", "imagenet"]) == 2
+    assert "imagenet" in capsys.readouterr().err
