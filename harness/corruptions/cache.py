@@ -19,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
+
+from harness.io import atomic_open
 
 import numpy as np
 
@@ -142,45 +143,35 @@ def make_corrupted_set(
     meta["created_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
     meta["versions"] = {"numpy": np.__version__}
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     n = batch.shape[0]
     n_chunks = max(1, -(-n // chunk_size))
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                _write_member(zf, "__meta__", np.array(json.dumps(meta)))
-                _write_member(zf, "labels", labels)
-                with tqdm(
-                    total=len(names) * len(sevs) * n_chunks,
-                    desc=f"corruptions ({params}, seed {seed})",
-                    unit="chunk",
-                    disable=not progress,
-                ) as bar:
-                    for name in names:
-                        for sev in sevs:
-                            bar.set_postfix_str(f"{name}/{sev}")
-                            out = np.empty_like(batch)
-                            for s0 in range(0, n, chunk_size):
-                                out[s0 : s0 + chunk_size] = corrupt(
-                                    batch[s0 : s0 + chunk_size],
-                                    name,
-                                    sev,
-                                    params=params,
-                                    seed=seed,
-                                    first_index=s0,
-                                )
-                                bar.update(1)
-                            if n == 0:
-                                bar.update(1)
-                            _write_member(zf, f"{name}/{sev}", out)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(out_path) as raw:
+        with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            _write_member(zf, "__meta__", np.array(json.dumps(meta)))
+            _write_member(zf, "labels", labels)
+            with tqdm(
+                total=len(names) * len(sevs) * n_chunks,
+                desc=f"corruptions ({params}, seed {seed})",
+                unit="chunk",
+                disable=not progress,
+            ) as bar:
+                for name in names:
+                    for sev in sevs:
+                        bar.set_postfix_str(f"{name}/{sev}")
+                        out = np.empty_like(batch)
+                        for s0 in range(0, n, chunk_size):
+                            out[s0 : s0 + chunk_size] = corrupt(
+                                batch[s0 : s0 + chunk_size],
+                                name,
+                                sev,
+                                params=params,
+                                seed=seed,
+                                first_index=s0,
+                            )
+                            bar.update(1)
+                        if n == 0:
+                            bar.update(1)
+                        _write_member(zf, f"{name}/{sev}", out)
     return out_path
 
 
