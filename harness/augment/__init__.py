@@ -4,14 +4,33 @@ Every stage reports, per sample, which op was applied, its signed magnitude, its
 in [0, 1] and the resulting label confidence in [1/K, 1].
 """
 
-from harness.augment._common import AugmentInfo, BatchAugmentInfo
-from harness.augment.batch_trivial import BatchSoftAugment
-from harness.augment.crop import BatchSoftRandomCrop, SoftRandomCrop
-from harness.augment.erasing import BatchSoftRandomErasing, SoftRandomErasing
-from harness.augment.noise import BatchSoftNoise, SoftNoise
-from harness.augment.pipeline import BatchSoftPipeline, SoftCompose
-from harness.augment.space import SIGNED_OPS, TA_OPS, magnitude_bins, op_id, severity_from_magnitude
-from harness.augment.trivial import SoftTrivialAugment, apply_ta_op
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> module; imported on first access so that importing a light submodule
+# (e.g. harness.augment.space from mappings) does not pull in every stage.
+_EXPORTS: dict[str, str] = {
+    "AugmentInfo": "harness.augment._common",
+    "BatchAugmentInfo": "harness.augment._common",
+    "BatchSoftAugment": "harness.augment.batch_trivial",
+    "BatchSoftNoise": "harness.augment.noise",
+    "BatchSoftPipeline": "harness.augment.pipeline",
+    "BatchSoftRandomCrop": "harness.augment.crop",
+    "BatchSoftRandomErasing": "harness.augment.erasing",
+    "SIGNED_OPS": "harness.augment.space",
+    "SoftCompose": "harness.augment.pipeline",
+    "SoftNoise": "harness.augment.noise",
+    "SoftRandomCrop": "harness.augment.crop",
+    "SoftRandomErasing": "harness.augment.erasing",
+    "SoftTrivialAugment": "harness.augment.trivial",
+    "TA_OPS": "harness.augment.space",
+    "apply_ta_op": "harness.augment.trivial",
+    "magnitude_bins": "harness.augment.space",
+    "op_id": "harness.augment.space",
+    "severity_from_magnitude": "harness.augment.space",
+}
 
 __all__ = [
     "AugmentInfo",
@@ -33,3 +52,38 @@ __all__ = [
     "op_id",
     "severity_from_magnitude",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
+    from harness.augment._common import AugmentInfo
+    from harness.augment._common import BatchAugmentInfo
+    from harness.augment.batch_trivial import BatchSoftAugment
+    from harness.augment.noise import BatchSoftNoise
+    from harness.augment.pipeline import BatchSoftPipeline
+    from harness.augment.crop import BatchSoftRandomCrop
+    from harness.augment.erasing import BatchSoftRandomErasing
+    from harness.augment.space import SIGNED_OPS
+    from harness.augment.pipeline import SoftCompose
+    from harness.augment.noise import SoftNoise
+    from harness.augment.crop import SoftRandomCrop
+    from harness.augment.erasing import SoftRandomErasing
+    from harness.augment.trivial import SoftTrivialAugment
+    from harness.augment.space import TA_OPS
+    from harness.augment.trivial import apply_ta_op
+    from harness.augment.space import magnitude_bins
+    from harness.augment.space import op_id
+    from harness.augment.space import severity_from_magnitude
