@@ -50,13 +50,18 @@ class MappingSet:
             labels, c = 1. Mappings must be hashable (all built-in ones are frozen).
         num_classes: K, an int >= 2. Every confidence is floored at ``1/K`` (METHOD §1.4).
         name: free-form label (the preset name for presets).
+        sources: optional provenance per op (key: op name or ``"Op+"`` / ``"Op-"``; value: a short
+            string such as ``"hvs:contrast"``, ``"proxy"``, ``"ssim"`` or ``"polynomial"``), recorded by
+            fitted mapping sets and kept in the JSON round trip.
 
     Immutable and hashable; equal when name, K and mappings are equal.
     """
 
-    __slots__ = ("_name", "_num_classes", "_mappings", "_rules")
+    __slots__ = ("_name", "_num_classes", "_mappings", "_rules", "_sources")
 
-    def __init__(self, mappings: dict, num_classes: int, name: str = "custom") -> None:
+    def __init__(
+        self, mappings: dict, num_classes: int, name: str = "custom", sources: dict | None = None
+    ) -> None:
         if not isinstance(mappings, AbcMapping):
             raise TypeError(f"mappings must be a dict of key -> Mapping, got {type(mappings).__name__}")
         num_classes = check_num_classes(num_classes)
@@ -79,6 +84,14 @@ class MappingSet:
         rules.sort(key=lambda r: (r[0], (None, "+", "-").index(r[1])))
         object.__setattr__(self, "_rules", tuple(rules))
         object.__setattr__(self, "_name", name)
+        src = {} if sources is None else sources
+        if not isinstance(src, AbcMapping):
+            raise TypeError(f"sources must be a dict of op key -> str or None, got {type(src).__name__}")
+        for key, value in src.items():
+            _parse_key(key)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"sources[{key!r}] must be a non-empty str, got {value!r}")
+        object.__setattr__(self, "_sources", tuple(sorted(src.items())))
         object.__setattr__(self, "_num_classes", num_classes)
         object.__setattr__(
             self, "_mappings", {TA_OPS[i] + (sign or ""): m for i, sign, m in self._rules}
@@ -91,6 +104,11 @@ class MappingSet:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Provenance per op key (empty for presets)."""
+        return dict(self._sources)
 
     @property
     def num_classes(self) -> int:
@@ -199,20 +217,22 @@ class MappingSet:
             "name": self._name,
             "num_classes": self._num_classes,
             "mappings": {key: m.to_dict() for key, m in self._mappings.items()},
+            **({"sources": dict(self._sources)} if self._sources else {}),
         }
 
     @classmethod
     def _from_dict(cls, params: dict) -> MappingSet:
-        if set(params) != {"name", "num_classes", "mappings"} or not isinstance(params["mappings"], dict):
+        keys = set(params) - {"sources"}
+        if keys != {"name", "num_classes", "mappings"} or not isinstance(params["mappings"], dict):
             raise ValueError(
-                "'mapping_set' dict must have the keys ['mappings', 'name', 'num_classes'] (plus 'type') "
-                f"with 'mappings' a dict, got keys {sorted(params)}"
+                "'mapping_set' dict must have the keys ['mappings', 'name', 'num_classes'] (plus 'type' and "
+                f"optional 'sources') with 'mappings' a dict, got keys {sorted(params)}"
             )
         mappings = {key: from_dict(d) for key, d in params["mappings"].items()}
-        return cls(mappings, params["num_classes"], name=params["name"])
+        return cls(mappings, params["num_classes"], name=params["name"], sources=params.get("sources"))
 
     def _key(self) -> tuple:
-        return (self._name, self._num_classes, tuple(self._mappings.items()))
+        return (self._name, self._num_classes, tuple(self._mappings.items()), self._sources)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MappingSet):

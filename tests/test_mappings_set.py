@@ -230,3 +230,20 @@ def test_immutable():
         MIXED.mappings["ShearX"] = A  # type: ignore[index]
     with pytest.raises(ValueError, match="mapping_set"):
         from_dict({"type": "mapping_set", "name": "x", "num_classes": 10})
+
+
+def test_sources_round_trip_and_validation():
+    import json
+
+    import mappings as M
+
+    ms = M.MappingSet({"Rotate": M.Polynomial(0.5, 2)}, 10, name="fitted",
+                      sources={"Rotate": "hvs:rotation", "ShearX": "proxy"})
+    assert ms.sources == {"Rotate": "hvs:rotation", "ShearX": "proxy"}
+    again = M.from_dict(json.loads(json.dumps(ms.to_dict())))
+    assert again == ms and again.sources == ms.sources
+    assert M.MappingSet({"Rotate": M.Polynomial(0.5, 2)}, 10, name="fitted") != ms
+    with pytest.raises(ValueError, match="sources"):
+        M.MappingSet({}, 10, sources={"Rotate": ""})
+    with pytest.raises(ValueError):
+        M.MappingSet({}, 10, sources={"Invert": "x"})
