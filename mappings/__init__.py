@@ -5,11 +5,14 @@
 - :class:`MappingSet`: per-TrivialAugment-op mappings with the 1/K floor.
 - :func:`preset` / :data:`PRESETS`: the reference code's TA mappings (METHOD.md §3).
 - :func:`erasing_mapping`, :func:`crop_mapping`, :func:`noise_mapping`: single-stage mappings.
+- :class:`Normalized`, :func:`human_to_confidence`: human accuracy -> confidence (chance -> 1/K,
+  ceiling -> 1); fitting lives in :mod:`mappings.fit`, tables in :mod:`mappings.hvs`.
 - :func:`from_dict`: rebuild any of the above from its ``to_dict()``.
 """
 
 from mappings.base import Mapping, from_dict
 from mappings.mapping_set import MappingSet
+from mappings.normalize import Normalized, human_to_confidence
 from mappings.polynomial import Polynomial
 from mappings.presets import PRESETS, crop_mapping, erasing_mapping, noise_mapping, preset
 from mappings.psychometric import Psychometric
@@ -27,4 +30,6 @@ __all__ = [
     "erasing_mapping",
     "crop_mapping",
     "noise_mapping",
+    "Normalized",
+    "human_to_confidence",
 ]
