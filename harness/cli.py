@@ -3,6 +3,7 @@
 Subcommands:
   train    train one run from a config and a seed into a run directory (then evaluate it)
   evaluate (re-)evaluate a trained run directory
+  fit-mappings       fit a TrivialAugment mapping set (SSIM or proxy accuracy) and plot it
   prepare  prepare a dataset (convert once, optionally download)
   corruptions make   generate and cache a corrupted test set (CIFAR-C style)
   demo     apply every soft augmentation to real images; write an example grid PNG and a
@@ -106,6 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="severities (1..5)")
     mk.add_argument("--seed", type=_positive_int("--seed", 0), default=0, help="random seed (default: 0)")
 
+    fm = sub.add_parser(
+        "fit-mappings",
+        help="fit a TrivialAugment mapping set (SSIM or proxy-model accuracy) for a dataset",
+        description="Measure per op x signed bin on held-out test images and write "
+                    "<out>/<name>.json (mappings.from_dict-loadable, with per-op sources), <name>_table.csv "
+                    "and one PNG per op (points with 95% intervals, fitted curve, polynomial presets).",
+    )
+    fm.add_argument("--dataset", required=True, help="dataset name (see harness.datasets.DATASETS)")
+    fm.add_argument("--source", required=True, choices=("ssim", "proxy"), help="what the confidence is fitted to")
+    fm.add_argument("--out", default=None, help="output folder (default: mappings/fitted/<dataset>)")
+    fm.add_argument("--name", default=None, help="mapping-set name and file stem (default: the source)")
+    fm.add_argument("--n-images", type=_positive_int("--n-images", 1), default=500,
+                    help="held-out test images measured (default: 500)")
+    fm.add_argument("--seed", type=_positive_int("--seed", 0), default=0, help="random seed (default: 0)")
+    fm.add_argument("--proxy-epochs", type=_positive_int("--proxy-epochs", 1), default=10,
+                    help="epochs of the proxy model trained without TrivialAugment (default: 10)")
+    fm.add_argument("--proxy-run", default=None, help="reuse/put the proxy's run directory here")
+    fm.add_argument("--proxy-n-per-class", type=_positive_int("--proxy-n-per-class", 1), default=None,
+                    help="train the proxy on a per-class subset (default: all)")
+    fm.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
     pre = sub.add_parser("presets", help="print every op x bin confidence under the mapping presets (CSV)")
     pre.add_argument("--num-classes", type=_positive_int("--num-classes", 2), default=10,
                      help="number of classes K (default: 10)")
@@ -180,8 +202,25 @@ def _prepare(args) -> int:
     return 0
 
 
+def _fit_mappings(args) -> int:
+    from harness.fit_mappings import fit_mappings
+
+    out = args.out or f"mappings/fitted/{args.dataset}"
+    try:
+        files = fit_mappings(args.dataset, args.source, out, name=args.name, n_images=args.n_images,
+                             seed=args.seed, proxy_epochs=args.proxy_epochs, proxy_run=args.proxy_run,
+                             proxy_n_per_class=args.proxy_n_per_class, progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"softbench fit-mappings: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"mapping set: {files['mapping_set']}\ntable: {files['table']}\nplots: {len(files['plots'])} PNGs in {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "fit-mappings":
+        return _fit_mappings(args)
     if args.command == "prepare":
         return _prepare(args)
     if args.command == "train":

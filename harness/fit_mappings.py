@@ -1,0 +1,151 @@
+"""``softbench fit-mappings``: fit a TrivialAugment mapping set for a dataset and plot it.
+
+Sources:
+
+* ``ssim``  - mean SSIM between original and augmented held-out test images per op x signed
+  bin (scikit-image-equivalent torch SSIM, bootstrap CI), made non-increasing in severity.
+* ``proxy`` - accuracy of a proxy model trained without TrivialAugment, measured on held-out test
+  images per op x signed bin, isotonic-smoothed and normalised to [1/K, 1].
+
+Writes ``<out_dir>/<name>.json`` (a :class:`mappings.MappingSet`, loadable with
+``mappings.from_dict(json.load(...))``, with the source of every op recorded in ``sources``), the
+raw table ``<name>_table.csv`` and one PNG per op, ``<name>_<Op>.png``: the measured points with
+their 95 % intervals, the fitted curve, and the ``polynomial_chance`` / ``polynomial_custom``
+presets for comparison.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import mappings
+from harness.augment.space import TA_OPS
+from harness.io import atomic_write_bytes, atomic_write_text
+
+__all__ = ["SOURCES", "fit_mappings", "plot_mapping_curves"]
+
+SOURCES: tuple[str, ...] = ("ssim", "proxy")
+
+
+def _binomial_ci(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    return np.asarray(lo), np.asarray(hi)
+
+
+def plot_mapping_curves(table: pd.DataFrame, mapping_set, out_dir: Path, name: str, num_classes: int,
+                        point_col: str, low_col: str, high_col: str, ylabel: str) -> list[Path]:
+    """One PNG per op: points with intervals, the fitted mapping and the polynomial presets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.augment.space import op_id
+
+    chance = mappings.preset("polynomial_chance", num_classes)
+    custom = mappings.preset("polynomial_custom", num_classes)
+    paths = []
+    grid = np.linspace(0.0, 1.0, 101)
+    for op in TA_OPS:
+        sub = table[table["op"] == op]
+        if sub.empty:
+            continue
+        fig, ax = plt.subplots(figsize=(4.2, 3.2))
+        for sign, marker, colour in (("+", "o", "tab:blue"), ("-", "s", "tab:orange"), ("", "o", "tab:blue")):
+            part = sub[sub["sign"].fillna("") == sign]
+            if part.empty:
+                continue
+            label = {"+": "measured (+)", "-": "measured (-)", "": "measured"}[sign]
+            y = part[point_col].to_numpy(float)
+            yerr = np.vstack([y - part[low_col].to_numpy(float), part[high_col].to_numpy(float) - y])
+            ax.errorbar(part["severity"], y, yerr=np.clip(yerr, 0, None), fmt=marker, ms=3, color=colour,
+                        alpha=0.7, label=label, capsize=1.5)
+            mag = 1.0 if sign != "-" else -1.0
+            ids = np.full(grid.shape, op_id(op))
+            fitted = mapping_set(ids, np.full(grid.shape, mag), grid)
+            ax.plot(grid, fitted, color=colour, lw=1.8, label=f"fitted {sign}".strip())
+        ids = np.full(grid.shape, op_id(op))
+        ax.plot(grid, chance(ids, np.ones_like(grid), grid), "k--", lw=1, label="polynomial_chance")
+        ax.plot(grid, custom(ids, np.ones_like(grid), grid), "k:", lw=1, label="polynomial_custom")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("severity")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{op} ({name}, K={num_classes})", fontsize=9)
+        ax.legend(fontsize=6, loc="lower left")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        path = out_dir / f"{name}_{op}.png"
+        atomic_write_bytes(path, buf.getvalue())
+        paths.append(path)
+    return paths
+
+
+def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | None = None,
+                 n_images: int = 500, seed: int = 0, proxy_epochs: int = 10, proxy_run: str | Path | None = None,
+                 proxy_n_per_class: int | None = None, data_source: str | None = None,
+                 progress: bool = True) -> dict:
+    """Fit a mapping set from ``source`` for ``dataset``; returns the paths written."""
+    from harness.datasets import load_dataset
+
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}")
+    if n_images < 1:
+        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    name = name or source
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _train, test = load_dataset(dataset, source=data_source)
+    k = test.num_classes
+    n = min(n_images, len(test))
+    import torch
+
+    # a seeded random subset: test sets are often stored sorted by class
+    idx = np.sort(np.random.default_rng(seed).permutation(len(test))[:n])
+    images = torch.from_numpy(np.ascontiguousarray(test.images[idx])).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(test.labels[idx])
+    if source == "ssim":
+        from mappings.ssim import ssim_mapping_set, ssim_op_curves
+
+        table = ssim_op_curves(images, n_images=n, seed=seed)
+        ms = ssim_mapping_set(table, k, name=name)
+        table = table.assign(point=table["ssim_mean"].clip(1.0 / k, 1.0),
+                             low=table["ci_low"].clip(1.0 / k, 1.0), high=table["ci_high"].clip(1.0 / k, 1.0))
+        ylabel = "confidence (= SSIM, floored at 1/K)"
+    else:
+        from mappings import proxy as P
+
+        run = Path(proxy_run) if proxy_run else out / f"proxy_run_{dataset}_seed{seed}"
+        P.train_proxy(dataset, run_dir=run, epochs=proxy_epochs, n_per_class=proxy_n_per_class, seed=seed,
+                      progress=progress)
+        model = P.load_proxy(run)
+        acc = P.measure_proxy_accuracy(model, images, labels, progress=progress)
+        table = P.proxy_confidence_table(acc, k)
+        ms = P.proxy_mapping_set(table, k, name=name)
+        clean = P.clean_accuracy(acc)
+        kk = np.round(table["accuracy"].to_numpy(float) * table["n"].to_numpy(float))
+        lo, hi = _binomial_ci(kk, table["n"].to_numpy(float))
+        table = table.assign(point=table["confidence_raw"],
+                             low=P.normalise_accuracy(lo, clean, k), high=P.normalise_accuracy(hi, clean, k))
+        ylabel = "confidence (normalised proxy accuracy)"
+    sources = {op: source for op in TA_OPS if op in {key.rstrip("+-") for key in ms.to_dict()["mappings"]}}
+    ms = mappings.MappingSet({key: m for key, m in _mappings_of(ms).items()}, k, name=name, sources=sources)
+    json_path = out / f"{name}.json"
+    atomic_write_text(json_path, json.dumps(ms.to_dict(), indent=2) + "\n")
+    table_path = out / f"{name}_table.csv"
+    atomic_write_text(table_path, table.to_csv(index=False, float_format="%.6g"))
+    pngs = plot_mapping_curves(table, ms, out, name, k, "point", "low", "high", ylabel)
+    return {"mapping_set": json_path, "table": table_path, "plots": pngs}
+
+
+def _mappings_of(ms) -> dict:
+    d = ms.to_dict()["mappings"]
+    return {key: mappings.from_dict(v) for key, v in d.items()}

@@ -1,0 +1,49 @@
+"""`softbench fit-mappings` end to end on tiny data (SSIM and proxy sources)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+import mappings
+from harness.augment.space import TA_OPS
+from harness.cli import main
+
+
+def _check_outputs(out, name, k):
+    ms = mappings.from_dict(json.loads((out / f"{name}.json").read_text()))
+    assert ms.num_classes == k and ms.name == name
+    assert set(ms.sources.values()) <= {"ssim", "proxy"} and ms.sources
+    sev = np.linspace(0, 1, 11)
+    for op in TA_OPS:
+        c = ms(np.full(11, TA_OPS.index(op)), np.ones(11), sev)
+        assert np.all(c >= 1 / k - 1e-7) and np.all(c <= 1 + 1e-7)
+        assert np.all(np.diff(c) <= 1e-6), op  # fitted curves are non-increasing in severity
+    table = pd.read_csv(out / f"{name}_table.csv")
+    assert {"op", "severity", "point", "low", "high"} <= set(table.columns)
+    pngs = sorted(out.glob(f"{name}_*.png"))
+    assert len(pngs) == len(TA_OPS)
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_fit_mappings_ssim(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "fitted"
+    assert main(["fit-mappings", "--dataset", "mnist5k", "--source", "ssim", "--n-images", "12",
+                 "--out", str(out), "--no-progress"]) == 0
+    _check_outputs(out, "ssim", 10)
+
+
+def test_fit_mappings_proxy(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "fitted"
+    assert main(["fit-mappings", "--dataset", "mnist5k", "--source", "proxy", "--n-images", "40",
+                 "--proxy-epochs", "8", "--proxy-n-per-class", "100", "--out", str(out), "--no-progress"]) == 0
+    _check_outputs(out, "proxy", 10)
+
+
+def test_fit_mappings_bad_input(tmp_path, capsys):
+    assert main(["fit-mappings", "--dataset", "nope", "--source", "ssim", "--out", str(tmp_path)]) == 2
+    assert "nope" in capsys.readouterr().err
