@@ -398,7 +398,8 @@ def test_logistic_accepts_negative_alpha():
 # ----------------------------------------------------------------------------- package surface
 def test_public_api():
     expected = {"Mapping", "Polynomial", "Table", "Psychometric", "MappingSet", "preset", "PRESETS",
-                "from_dict", "erasing_mapping", "crop_mapping", "noise_mapping"}
+                "from_dict", "erasing_mapping", "crop_mapping", "noise_mapping", "Normalized",
+                "human_to_confidence"}
     assert set(mappings.__all__) == expected
     assert all(hasattr(mappings, name) for name in expected)
     assert all(issubclass(c, Mapping) for c in (Polynomial, Table, Psychometric))
