@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--seed", type=_positive_int("--seed", 0), default=0, help="random seed (default: 0)")
     fm.add_argument("--proxy-epochs", type=_positive_int("--proxy-epochs", 1), default=10,
                     help="epochs of the proxy model trained without TrivialAugment (default: 10)")
-    fm.add_argument("--proxy-run", default=None, help="reuse/put the proxy's run directory here")
+    fm.add_argument("--proxy-run", default=None,
+                    help="proxy run directory to reuse or create (default: runs/proxy_<dataset>_seed<seed>)")
     fm.add_argument("--proxy-n-per-class", type=_positive_int("--proxy-n-per-class", 1), default=None,
                     help="train the proxy on a per-class subset (default: all)")
     fm.add_argument("--no-progress", action="store_true", help="hide progress bars")

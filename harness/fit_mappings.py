@@ -123,7 +123,7 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
     else:
         from mappings import proxy as P
 
-        run = Path(proxy_run) if proxy_run else out / f"proxy_run_{dataset}_seed{seed}"
+        run = Path(proxy_run) if proxy_run else Path("runs") / f"proxy_{dataset}_seed{seed}"
         P.train_proxy(dataset, run_dir=run, epochs=proxy_epochs, n_per_class=proxy_n_per_class, seed=seed,
                       progress=progress)
         model = P.load_proxy(run)
