@@ -3,7 +3,7 @@
 Subcommands:
   train    train one run from a config and a seed into a run directory (then evaluate it)
   evaluate (re-)evaluate a trained run directory
-  fit-mappings       fit a TrivialAugment mapping set (SSIM or proxy accuracy) and plot it
+  fit-mappings       fit a TrivialAugment mapping set (HVS, SSIM or proxy accuracy) and plot it
   prepare  prepare a dataset (convert once, optionally download)
   corruptions make   generate and cache a corrupted test set (CIFAR-C style)
   demo     apply every soft augmentation to real images; write an example grid PNG and a
@@ -109,13 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     fm = sub.add_parser(
         "fit-mappings",
-        help="fit a TrivialAugment mapping set (SSIM or proxy-model accuracy) for a dataset",
+        help="fit a TrivialAugment mapping set (human trials, SSIM or proxy accuracy) for a dataset",
         description="Measure per op x signed bin on held-out test images and write "
                     "<out>/<name>.json (mappings.from_dict-loadable, with per-op sources), <name>_table.csv "
                     "and one PNG per op (points with 95% intervals, fitted curve, polynomial presets).",
     )
     fm.add_argument("--dataset", required=True, help="dataset name (see harness.datasets.DATASETS)")
-    fm.add_argument("--source", required=True, choices=("ssim", "proxy"), help="what the confidence is fitted to")
+    fm.add_argument("--source", required=True, choices=("ssim", "proxy", "hvs"),
+                    help="what the confidence is fitted to: SSIM, proxy-model accuracy, or human trials (hvs)")
+    fm.add_argument("--fallback", default="per-op", choices=("per-op", "polynomial", "ssim", "proxy"),
+                    help="with --source hvs: source for ops without human data (default: per-op, the "
+                         "defaults of mappings.conversion.FALLBACK_OPS)")
+    fm.add_argument("--n-boot", type=_positive_int("--n-boot", 10), default=200,
+                    help="bootstrap refits for the 95%% bands of --source hvs (default: 200)")
     fm.add_argument("--out", default=None, help="output folder (default: mappings/fitted/<dataset>)")
     fm.add_argument("--name", default=None, help="mapping-set name and file stem (default: the source)")
     fm.add_argument("--n-images", type=_positive_int("--n-images", 1), default=500,
@@ -210,7 +216,8 @@ def _fit_mappings(args) -> int:
     try:
         files = fit_mappings(args.dataset, args.source, out, name=args.name, n_images=args.n_images,
                              seed=args.seed, proxy_epochs=args.proxy_epochs, proxy_run=args.proxy_run,
-                             proxy_n_per_class=args.proxy_n_per_class, progress=not args.no_progress)
+                             proxy_n_per_class=args.proxy_n_per_class, fallback=args.fallback,
+                             n_boot=args.n_boot, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as exc:
         print(f"softbench fit-mappings: error: {exc}", file=sys.stderr)
         return 2

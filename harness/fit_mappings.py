@@ -6,6 +6,14 @@ Sources:
   bin (scikit-image-equivalent torch SSIM, bootstrap CI), made non-increasing in severity.
 * ``proxy`` - accuracy of a proxy model trained without TrivialAugment, measured on held-out test
   images per op x signed bin, isotonic-smoothed and normalised to [1/K, 1].
+* ``hvs``   - psychometric functions fitted by binomial maximum likelihood to the human trials of
+  ``datasets/hvs`` (family chosen by AIC, lapse in [0, 0.5]), linked to each op's severity through
+  :mod:`mappings.conversion` and normalised with the fitted no-distortion ceiling
+  (:class:`mappings.Normalized`). Ops and signs without human data use ``fallback``: the per-op
+  default of ``mappings.conversion.FALLBACK_OPS`` (``"per-op"``) or one of ``polynomial`` (the
+  ``polynomial_custom`` curve; Identity/AutoContrast/Equalize stay hard), ``ssim``, ``proxy``.
+  The plots show human accuracy per condition, normalised, with Wilson 95 % intervals and the
+  fit's parametric-bootstrap 95 % band.
 
 Writes ``<out_dir>/<name>.json`` (a :class:`mappings.MappingSet`, loadable with
 ``mappings.from_dict(json.load(...))``, with the source of every op recorded in ``sources``), the
@@ -29,7 +37,8 @@ from harness.io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["SOURCES", "fit_mappings", "plot_mapping_curves"]
 
-SOURCES: tuple[str, ...] = ("ssim", "proxy")
+SOURCES: tuple[str, ...] = ("ssim", "proxy", "hvs")
+FALLBACKS: tuple[str, ...] = ("per-op", "polynomial", "ssim", "proxy")
 
 
 def _binomial_ci(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +49,8 @@ def _binomial_ci(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_mapping_curves(table: pd.DataFrame, mapping_set, out_dir: Path, name: str, num_classes: int,
-                        point_col: str, low_col: str, high_col: str, ylabel: str) -> list[Path]:
+                        point_col: str, low_col: str, high_col: str, ylabel: str,
+                        bands: dict | None = None) -> list[Path]:
     """One PNG per op: points with intervals, the fitted mapping and the polynomial presets."""
     import matplotlib
 
@@ -55,29 +65,38 @@ def plot_mapping_curves(table: pd.DataFrame, mapping_set, out_dir: Path, name: s
     grid = np.linspace(0.0, 1.0, 101)
     for op in TA_OPS:
         sub = table[table["op"] == op]
-        if sub.empty:
+        if sub.empty and bands is None:
             continue
         fig, ax = plt.subplots(figsize=(4.2, 3.2))
+        from harness.augment.space import SIGNED_OPS
+
+        curve_signs = ("+", "-") if op in SIGNED_OPS else ("",)
         for sign, marker, colour in (("+", "o", "tab:blue"), ("-", "s", "tab:orange"), ("", "o", "tab:blue")):
             part = sub[sub["sign"].fillna("") == sign]
-            if part.empty:
-                continue
-            label = {"+": "measured (+)", "-": "measured (-)", "": "measured"}[sign]
-            y = part[point_col].to_numpy(float)
-            yerr = np.vstack([y - part[low_col].to_numpy(float), part[high_col].to_numpy(float) - y])
-            ax.errorbar(part["severity"], y, yerr=np.clip(yerr, 0, None), fmt=marker, ms=3, color=colour,
-                        alpha=0.7, label=label, capsize=1.5)
-            mag = 1.0 if sign != "-" else -1.0
-            ids = np.full(grid.shape, op_id(op))
-            fitted = mapping_set(ids, np.full(grid.shape, mag), grid)
-            ax.plot(grid, fitted, color=colour, lw=1.8, label=f"fitted {sign}".strip())
+            if not part.empty:
+                label = {"+": "measured (+)", "-": "measured (-)", "": "measured"}[sign]
+                y = part[point_col].to_numpy(float)
+                yerr = np.vstack([y - part[low_col].to_numpy(float), part[high_col].to_numpy(float) - y])
+                ax.errorbar(part["severity"], y, yerr=np.clip(yerr, 0, None), fmt=marker, ms=3, color=colour,
+                            alpha=0.7, label=label, capsize=1.5)
+            if sign in curve_signs:
+                mag = 1.0 if sign != "-" else -1.0
+                ids = np.full(grid.shape, op_id(op))
+                fitted = mapping_set(ids, np.full(grid.shape, mag), grid)
+                ax.plot(grid, fitted, color=colour, lw=1.8, label=f"fitted {sign}".strip())
+        for (band_op, band_sign), (xs, lo, hi) in (bands or {}).items():
+            if band_op == op:
+                ax.fill_between(xs, lo, hi, color="tab:green", alpha=0.25,
+                                label=f"95% band {band_sign}".strip())
         ids = np.full(grid.shape, op_id(op))
         ax.plot(grid, chance(ids, np.ones_like(grid), grid), "k--", lw=1, label="polynomial_chance")
         ax.plot(grid, custom(ids, np.ones_like(grid), grid), "k:", lw=1, label="polynomial_custom")
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("severity")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{op} ({name}, K={num_classes})", fontsize=9)
+        src = getattr(mapping_set, "sources", {})
+        tag = ", ".join(sorted({v for kk, v in src.items() if kk.rstrip("+-") == op}))
+        ax.set_title(f"{op} ({name}, K={num_classes})" + (f"\nsource: {tag}" if tag else ""), fontsize=8)
         ax.legend(fontsize=6, loc="lower left")
         fig.tight_layout()
         buf = io.BytesIO()
@@ -92,12 +111,14 @@ def plot_mapping_curves(table: pd.DataFrame, mapping_set, out_dir: Path, name: s
 def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | None = None,
                  n_images: int = 500, seed: int = 0, proxy_epochs: int = 10, proxy_run: str | Path | None = None,
                  proxy_n_per_class: int | None = None, data_source: str | None = None,
-                 progress: bool = True) -> dict:
+                 fallback: str = "per-op", n_boot: int = 200, progress: bool = True) -> dict:
     """Fit a mapping set from ``source`` for ``dataset``; returns the paths written."""
     from harness.datasets import load_dataset
 
     if source not in SOURCES:
         raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}")
+    if fallback not in FALLBACKS:
+        raise ValueError(f"fallback must be one of {list(FALLBACKS)}, got {fallback!r}")
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
     name = name or source
@@ -112,38 +133,122 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
     idx = np.sort(np.random.default_rng(seed).permutation(len(test))[:n])
     images = torch.from_numpy(np.ascontiguousarray(test.images[idx])).permute(0, 3, 1, 2).contiguous()
     labels = torch.from_numpy(test.labels[idx])
+    kwargs = dict(images=images, labels=labels, k=k, n=n, seed=seed, dataset=dataset, proxy_run=proxy_run,
+                  proxy_epochs=proxy_epochs, proxy_n_per_class=proxy_n_per_class, progress=progress)
+    bands = None
     if source == "ssim":
-        from mappings.ssim import ssim_mapping_set, ssim_op_curves
-
-        table = ssim_op_curves(images, n_images=n, seed=seed)
-        ms = ssim_mapping_set(table, k, name=name)
-        table = table.assign(point=table["ssim_mean"].clip(1.0 / k, 1.0),
-                             low=table["ci_low"].clip(1.0 / k, 1.0), high=table["ci_high"].clip(1.0 / k, 1.0))
-        ylabel = "confidence (= SSIM, floored at 1/K)"
+        table, ms, ylabel = _ssim_source(name=name, **kwargs)
+    elif source == "proxy":
+        table, ms, ylabel = _proxy_source(name=name, **kwargs)
     else:
-        from mappings import proxy as P
-
-        run = Path(proxy_run) if proxy_run else Path("runs") / f"proxy_{dataset}_seed{seed}"
-        P.train_proxy(dataset, run_dir=run, epochs=proxy_epochs, n_per_class=proxy_n_per_class, seed=seed,
-                      progress=progress)
-        model = P.load_proxy(run)
-        acc = P.measure_proxy_accuracy(model, images, labels, progress=progress)
-        table = P.proxy_confidence_table(acc, k)
-        ms = P.proxy_mapping_set(table, k, name=name)
-        clean = P.clean_accuracy(acc)
-        kk = np.round(table["accuracy"].to_numpy(float) * table["n"].to_numpy(float))
-        lo, hi = _binomial_ci(kk, table["n"].to_numpy(float))
-        table = table.assign(point=table["confidence_raw"],
-                             low=P.normalise_accuracy(lo, clean, k), high=P.normalise_accuracy(hi, clean, k))
-        ylabel = "confidence (normalised proxy accuracy)"
-    sources = {op: source for op in TA_OPS if op in {key.rstrip("+-") for key in ms.to_dict()["mappings"]}}
-    ms = mappings.MappingSet({key: m for key, m in _mappings_of(ms).items()}, k, name=name, sources=sources)
+        table, ms, ylabel, bands = _hvs_source(name=name, fallback=fallback, n_boot=n_boot,
+                                               image_size=int(test.images.shape[1]), **kwargs)
+    if source != "hvs":
+        sources = {op: source for op in TA_OPS if op in {key.rstrip("+-") for key in ms.to_dict()["mappings"]}}
+        ms = mappings.MappingSet(_mappings_of(ms), k, name=name, sources=sources)
     json_path = out / f"{name}.json"
     atomic_write_text(json_path, json.dumps(ms.to_dict(), indent=2) + "\n")
     table_path = out / f"{name}_table.csv"
     atomic_write_text(table_path, table.to_csv(index=False, float_format="%.6g"))
-    pngs = plot_mapping_curves(table, ms, out, name, k, "point", "low", "high", ylabel)
+    pngs = plot_mapping_curves(table, ms, out, name, k, "point", "low", "high", ylabel,
+                               bands=bands if source == "hvs" else None)
     return {"mapping_set": json_path, "table": table_path, "plots": pngs}
+
+
+def _ssim_source(*, images, k, n, seed, name, **_):
+    from mappings.ssim import ssim_mapping_set, ssim_op_curves
+
+    table = ssim_op_curves(images, n_images=n, seed=seed)
+    ms = ssim_mapping_set(table, k, name=name)
+    table = table.assign(point=table["ssim_mean"].clip(1.0 / k, 1.0),
+                         low=table["ci_low"].clip(1.0 / k, 1.0), high=table["ci_high"].clip(1.0 / k, 1.0))
+    return table, ms, "confidence (= SSIM, floored at 1/K)"
+
+
+def _proxy_source(*, images, labels, k, seed, name, dataset, proxy_run, proxy_epochs, proxy_n_per_class,
+                  progress, **_):
+    from mappings import proxy as P
+
+    run = Path(proxy_run) if proxy_run else Path("runs") / f"proxy_{dataset}_seed{seed}"
+    P.train_proxy(dataset, run_dir=run, epochs=proxy_epochs, n_per_class=proxy_n_per_class, seed=seed,
+                  progress=progress)
+    model = P.load_proxy(run)
+    acc = P.measure_proxy_accuracy(model, images, labels, progress=progress)
+    table = P.proxy_confidence_table(acc, k)
+    ms = P.proxy_mapping_set(table, k, name=name)
+    clean = P.clean_accuracy(acc)
+    kk = np.round(table["accuracy"].to_numpy(float) * table["n"].to_numpy(float))
+    lo, hi = _binomial_ci(kk, table["n"].to_numpy(float))
+    table = table.assign(point=table["confidence_raw"],
+                         low=P.normalise_accuracy(lo, clean, k), high=P.normalise_accuracy(hi, clean, k))
+    return table, ms, "confidence (normalised proxy accuracy)"
+
+
+def _hvs_source(*, k, name, fallback, n_boot, image_size, seed, **kwargs):
+    from harness.augment.space import MAGNITUDE_FREE_OPS, SIGNED_OPS
+    from mappings import conversion, hvs
+    from mappings.fit import select_family
+    from mappings.normalize import human_to_confidence
+
+    fits: dict[str, object] = {}
+    chosen: dict[str, mappings.Mapping] = {}
+    srcs: dict[str, str] = {}
+    rows, bands = [], {}
+    fallback_sets: dict[str, object] = {}
+    poly = mappings.Polynomial(0.7, 2.0)
+
+    def fallback_mapping(op: str, sign: str):
+        src = fallback
+        if src == "per-op":
+            src = conversion.FALLBACK_OPS.get(op + sign, conversion.FALLBACK_OPS.get(op, "polynomial"))
+        if src == "polynomial":
+            return (None if op in MAGNITUDE_FREE_OPS else poly), "polynomial"
+        if src not in fallback_sets:
+            maker = _ssim_source if src == "ssim" else _proxy_source
+            fallback_sets[src] = maker(k=k, name=src, seed=seed, **kwargs)[1]
+        return fallback_sets[src].mapping_for(op, -1.0 if sign == "-" else 1.0), src
+
+    for op in TA_OPS:
+        signs = ("+", "-") if op in SIGNED_OPS else ("",)
+        link = conversion.severity_link(op, image_size)
+        for sign in signs:
+            key = op + sign
+            has_human = link is not None and (op in ("Rotate", "TranslateX", "TranslateY") or sign == "-")
+            if not has_human:
+                mapping, src = fallback_mapping(op, sign)
+                if mapping is not None:
+                    chosen[key] = mapping
+                srcs[key] = src
+                continue
+            if link.distortion not in fits:
+                data = hvs.fit_data(link.distortion)
+                sel = select_family(data.intensity, data.n_correct, data.n_trials, guess=data.guess,
+                                    lapse_bounds=(0.0, 0.5))
+                fit = sel.best
+                if fit.family != "weibull" and link.power != 1.0:
+                    fit = next(f for f in sel.fits if f.family == "weibull")
+                fits[link.distortion] = (fit, data, fit.bootstrap(n_boot=n_boot, seed=seed))
+            fit, data, boot = fits[link.distortion]
+            cmap = fit.confidence_mapping(k, link.scale, link.power)
+            chosen[key] = cmap
+            srcs[key] = f"hvs:{link.distortion}"
+            a0 = float(fit.mapping(link.scale, link.power)(0.0))
+            sev = (np.asarray(data.intensity, float) / link.scale) ** (1.0 / link.power)
+            keep = sev <= 1.0
+            lo, hi = _binomial_ci(np.asarray(data.n_correct, float), np.asarray(data.n_trials, float))
+            acc = np.asarray(data.n_correct, float) / np.asarray(data.n_trials, float)
+            for s_, a_, l_, h_ in zip(sev[keep], acc[keep], lo[keep], hi[keep]):
+                rows.append({"op": op, "sign": sign, "severity": s_, "accuracy": a_, "source": srcs[key],
+                             "point": human_to_confidence(a_, data.guess, a0, k),
+                             "low": human_to_confidence(l_, data.guess, a0, k),
+                             "high": human_to_confidence(h_, data.guess, a0, k)})
+            grid = np.linspace(0.0, 1.0, 51)
+            blo, bhi = boot.confidence_band(link.scale * grid ** link.power)
+            bands[(op, sign)] = (grid, human_to_confidence(blo, data.guess, a0, k),
+                                 human_to_confidence(bhi, data.guess, a0, k))
+    ms = mappings.MappingSet(chosen, k, name=name, sources=srcs)
+    table = pd.DataFrame(rows, columns=["op", "sign", "severity", "accuracy", "source", "point", "low", "high"])
+    return table, ms, "confidence (normalised human accuracy)", bands
 
 
 def _mappings_of(ms) -> dict:

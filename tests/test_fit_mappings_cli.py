@@ -15,7 +15,8 @@ from harness.cli import main
 def _check_outputs(out, name, k):
     ms = mappings.from_dict(json.loads((out / f"{name}.json").read_text()))
     assert ms.num_classes == k and ms.name == name
-    assert set(ms.sources.values()) <= {"ssim", "proxy"} and ms.sources
+    assert ms.sources
+    assert all(v in {"ssim", "proxy", "polynomial"} or v.startswith("hvs:") for v in ms.sources.values())
     sev = np.linspace(0, 1, 11)
     for op in TA_OPS:
         c = ms(np.full(11, TA_OPS.index(op)), np.ones(11), sev)
@@ -42,6 +43,22 @@ def test_fit_mappings_proxy(tmp_path, monkeypatch):
     assert main(["fit-mappings", "--dataset", "mnist5k", "--source", "proxy", "--n-images", "40",
                  "--proxy-epochs", "8", "--proxy-n-per-class", "100", "--out", str(out), "--no-progress"]) == 0
     _check_outputs(out, "proxy", 10)
+
+
+def test_fit_mappings_hvs_with_polynomial_fallback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "fitted"
+    assert main(["fit-mappings", "--dataset", "mnist5k", "--source", "hvs", "--fallback", "polynomial",
+                 "--n-boot", "20", "--out", str(out), "--no-progress"]) == 0
+    _check_outputs(out, "hvs", 10)
+    ms = mappings.from_dict(json.loads((out / "hvs.json").read_text()))
+    assert ms.sources["Contrast-"] == "hvs:contrast" and ms.sources["Rotate+"] == "hvs:rotation"
+    assert ms.sources["TranslateX-"] == "hvs:occlusion" and ms.sources["ShearX+"] == "polynomial"
+    # chance-level human accuracy maps to 1/K and the ceiling to 1 (Contrast-: severity 1 = no contrast)
+    assert ms.confidence("Contrast", -0.99, 1.0) < 0.2
+    assert ms.confidence("Contrast", -0.0, 0.0) == 1.0
+    table = pd.read_csv(out / "hvs_table.csv")
+    assert set(table["source"]) >= {"hvs:contrast", "hvs:occlusion", "hvs:rotation"}
 
 
 def test_fit_mappings_bad_input(tmp_path, capsys):
