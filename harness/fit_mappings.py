@@ -9,7 +9,9 @@ Sources:
 * ``hvs``   - psychometric functions fitted by binomial maximum likelihood to the human trials of
   ``datasets/hvs`` (family chosen by AIC, lapse in [0, 0.5]), linked to each op's severity through
   :mod:`mappings.conversion` and normalised with the fitted no-distortion ceiling
-  (:class:`mappings.Normalized`). Ops and signs without human data use ``fallback``: the per-op
+  (:class:`mappings.Normalized`). When a distortion was measured by several studies and a
+  likelihood-ratio test rejects pooling them (p < 0.05), only the study with the most trials is
+  used and named in the op's source (e.g. ``hvs:contrast(geirhos2018)``). Ops and signs without human data use ``fallback``: the per-op
   default of ``mappings.conversion.FALLBACK_OPS`` (``"per-op"``) or one of ``polynomial`` (the
   ``polynomial_custom`` curve; Identity/AutoContrast/Equalize stay hard), ``ssim``, ``proxy``.
   The plots show human accuracy per condition, normalised, with Wilson 95 % intervals and the
@@ -184,6 +186,24 @@ def _proxy_source(*, images, labels, k, seed, name, dataset, proxy_run, proxy_ep
     return table, ms, "confidence (normalised proxy accuracy)"
 
 
+def _hvs_data(distortion: str, alpha: float = 0.05):
+    """Fit inputs for ``distortion``: all studies pooled, unless a likelihood-ratio test rejects pooling
+    (p < ``alpha``); then only the study with the most trials is used (tag ``"(study)"``)."""
+    from mappings import hvs
+    from mappings.fit import compare_pooled
+
+    table = hvs.load_hvs_table(distortion)
+    studies = sorted(table["study"].unique())
+    if len(studies) < 2:
+        return hvs.fit_data(distortion), ""
+    per_study = {st: tuple(hvs.fit_data(distortion, st)) for st in studies}
+    test = compare_pooled(per_study, lapse_bounds=(0.0, 0.5))
+    if test.p_value >= alpha:
+        return hvs.fit_data(distortion), ""
+    biggest = max(studies, key=lambda st: float(np.sum(per_study[st][2])))
+    return hvs.fit_data(distortion, biggest), f"({biggest})"
+
+
 def _hvs_source(*, k, name, fallback, n_boot, image_size, seed, **kwargs):
     from harness.augment.space import MAGNITUDE_FREE_OPS, SIGNED_OPS
     from mappings import conversion, hvs
@@ -221,17 +241,17 @@ def _hvs_source(*, k, name, fallback, n_boot, image_size, seed, **kwargs):
                 srcs[key] = src
                 continue
             if link.distortion not in fits:
-                data = hvs.fit_data(link.distortion)
+                data, study_tag = _hvs_data(link.distortion)
                 sel = select_family(data.intensity, data.n_correct, data.n_trials, guess=data.guess,
                                     lapse_bounds=(0.0, 0.5))
                 fit = sel.best
                 if fit.family != "weibull" and link.power != 1.0:
                     fit = next(f for f in sel.fits if f.family == "weibull")
-                fits[link.distortion] = (fit, data, fit.bootstrap(n_boot=n_boot, seed=seed))
-            fit, data, boot = fits[link.distortion]
+                fits[link.distortion] = (fit, data, fit.bootstrap(n_boot=n_boot, seed=seed), study_tag)
+            fit, data, boot, study_tag = fits[link.distortion]
             cmap = fit.confidence_mapping(k, link.scale, link.power)
             chosen[key] = cmap
-            srcs[key] = f"hvs:{link.distortion}"
+            srcs[key] = f"hvs:{link.distortion}{study_tag}"
             a0 = float(fit.mapping(link.scale, link.power)(0.0))
             sev = (np.asarray(data.intensity, float) / link.scale) ** (1.0 / link.power)
             keep = sev <= 1.0
