@@ -11,7 +11,7 @@ Accepted severities (all in [0, 1], NaN rejected):
 - a python ``float``/``int`` -> python ``float``;
 - a numpy floating scalar or array (float16/32/64) -> the same type and dtype (computed in float64);
 - a torch floating tensor (float16/bfloat16/float32/float64) -> the same dtype and device (computed
-  in the tensor's dtype unless the family says otherwise; half precision is computed in float32).
+  in float64 on the tensor's device, then cast back).
 
 Integer or boolean arrays/tensors raise ``TypeError`` naming ``severity``.
 """
@@ -146,9 +146,11 @@ class Mapping(abc.ABC):
         return float(self._numpy(np.asarray(float(severity), dtype=np.float64)))
 
     def _eval_torch(self, s: torch.Tensor) -> torch.Tensor:
-        """Unchecked torch evaluation keeping dtype/device (half precision computed in float32)."""
-        if s.dtype in _HALF_DTYPES:
-            return self._torch(s.float()).to(s.dtype)
+        """Unchecked torch evaluation keeping dtype/device (computed in float64 on the device, cast back)."""
+        if s.dtype != torch.float64:
+            # Compute in float64 like the numpy path (severities are small [N] vectors, so this is
+            # cheap): float32 pow on subnormal severities differs from float64 by up to ~3e-5.
+            return self._torch(s.double()).to(s.dtype)
         return self._torch(s)
 
     # ----------------------------------------------------------------- serialisation
