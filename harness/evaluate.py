@@ -48,7 +48,7 @@ def predict_probs(model: torch.nn.Module, images_u8: torch.Tensor, device: torch
     return torch.cat(out).numpy()
 
 
-def _rows(metric: str, value: float, corruption: str | None = None, severity: int | None = None) -> dict:
+def _row(metric: str, value: float, corruption: str | None = None, severity: int | None = None) -> dict:
     return {"metric": metric, "corruption": corruption, "severity": severity, "value": float(value)}
 
 
@@ -57,8 +57,7 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
     """Evaluate ``run_dir/model.pt`` and write metrics, predictions and status (see module doc)."""
     from harness import metrics as M
     from harness.datasets import load_dataset
-    from harness.models import build_model
-    from harness.trainer import resolve_device
+    from harness.trainer import load_run_model, resolve_device
 
     run_dir = Path(run_dir)
     if not (run_dir / "model.pt").is_file():
@@ -69,18 +68,13 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
     device = device or resolve_device(config.device)
     t0 = time.perf_counter()
     _train, test = load_dataset(config.dataset, source=config.data_source)
-    k = test.num_classes
-    model = build_model(config.model, k, in_channels=test.images.shape[-1], image_size=test.images.shape[1],
-                        **config.model_kwargs).to(device)
-    model.load_state_dict(torch.load(run_dir / "model.pt", map_location=device, weights_only=True))
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = load_run_model(run_dir, device, config)
 
     images, labels = test.to_tensors("cpu")
     y = labels.numpy()
     probs = predict_probs(model, images, device, config.eval_batch_size, config.precision, config.channels_last)
     clean = M.classification_metrics(probs, y)
-    rows = [_rows(name, value) for name, value in clean.items()]
+    rows = [_row(name, value) for name, value in clean.items()]
     preds: dict[str, np.ndarray] = {"labels": y.astype(np.int64), "clean": probs.argmax(1).astype(np.int16)}
     notes: list[str] = []
 
@@ -101,7 +95,7 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
                                       config.channels_last)
                     pred = p.argmax(1)
                     acc = float((pred == y[:n]).mean())
-                    rows.append(_rows("accuracy", acc, name, sev))
+                    rows.append(_row("accuracy", acc, name, sev))
                     acc_rows.append({"corruption": name, "severity": sev, "accuracy": acc})
                     preds[f"{name}/{sev}"] = pred.astype(np.int16)
                     bar.update()
@@ -109,10 +103,10 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
             corr.close()
         bar.close()
         summary = M.summarize_corruptions(pd.DataFrame(acc_rows), severities=config.corruption_severities)
-        rows.append(_rows("corruption_accuracy_mean15", summary["mean15"]))
-        rows.append(_rows("corruption_accuracy_mean19", summary["mean19"]))
+        rows.append(_row("corruption_accuracy_mean15", summary["mean15"]))
+        rows.append(_row("corruption_accuracy_mean19", summary["mean19"]))
         for fam, value in summary["families"].items():
-            rows.append(_rows("corruption_accuracy_family", value, fam))
+            rows.append(_row("corruption_accuracy_family", value, fam))
         preds["corruption_labels"] = y[:n].astype(np.int64)
     else:
         notes.append("corruptions disabled in config")
@@ -125,7 +119,7 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
         else:
             if human.shape[0] == len(y):
                 for name, value in M.human_agreement(probs, human).items():
-                    rows.append(_rows(f"cifar10h_{name}", value))
+                    rows.append(_row(f"cifar10h_{name}", value))
             else:
                 notes.append(f"CIFAR-10H agreement skipped: test set has {len(y)} images, CIFAR-10H {human.shape[0]}")
 

@@ -14,6 +14,7 @@ format; ``"fp32"`` disables autocast. The loss is always computed in float32.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -31,7 +32,7 @@ from harness.pipeline_builder import build_pipeline
 from harness.runs import read_status, save_torch, write_json, write_status
 from harness.targets import soft_targets
 
-__all__ = ["train", "resolve_device", "TrainingFailed", "TrainResult"]
+__all__ = ["train", "resolve_device", "build_run_model", "load_run_model", "TrainingFailed", "TrainResult"]
 
 
 class TrainingFailed(RuntimeError):
@@ -52,6 +53,36 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("config field 'device' is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
     return torch.device(name)
+
+
+def build_run_model(config: TrainConfig, num_classes: int, in_channels: int, image_size: int) -> torch.nn.Module:
+    """The run's model (fresh weights, channels_last if configured), on the CPU."""
+    from harness.models import build_model
+
+    model = build_model(config.model, num_classes, in_channels=in_channels, image_size=image_size,
+                        **config.model_kwargs)
+    return model.to(memory_format=torch.channels_last) if config.channels_last else model
+
+
+def load_run_model(run_dir: str | Path, device: torch.device | str = "auto",
+                   config: TrainConfig | None = None) -> torch.nn.Module:
+    """The trained model of ``run_dir`` (``model.pt``) in eval mode on ``device``.
+
+    The model's input shape and class count come from the run's ``provenance.json``
+    (``model_input``), i.e. from the data it was trained on, not from a dataset's nominal size.
+    """
+    from harness.config import load_config
+
+    run_dir = Path(run_dir)
+    weights = run_dir / "model.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"no trained model at {weights} (status: {read_status(run_dir)['status']})")
+    config = config or load_config(run_dir / "config.yaml")
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    shape = json.loads((run_dir / "provenance.json").read_text())["model_input"]
+    model = build_run_model(config, shape["num_classes"], shape["in_channels"], shape["image_size"])
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model.to(device).eval()
 
 
 def _seed_everything(seed: int) -> None:
@@ -110,7 +141,6 @@ def train(
         nan_at_step: testing aid that injects a NaN loss at that global step.
     """
     from harness.datasets import load_dataset
-    from harness.models import build_model
 
     run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoint.pt"
@@ -142,10 +172,8 @@ def train(
     images, labels = train_set.to_tensors(device)
     n = images.shape[0]
 
-    model = build_model(config.model, k, in_channels=images.shape[1], image_size=images.shape[-1],
-                        **config.model_kwargs).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model_input = {"num_classes": k, "in_channels": int(images.shape[1]), "image_size": int(images.shape[-1])}
+    model = build_run_model(config, **model_input).to(device)
     opt, sched = _make_optimizer(model, config)
     pipeline = build_pipeline(config.augment, k, config.combine)
     order_gen = torch.Generator().manual_seed(config.seed)
@@ -172,7 +200,8 @@ def train(
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
     prov = provenance(config=config.as_dict(), seed=config.seed)
     prov.update({"device": str(device), "precision": "fp32" if config.precision == "fp32" else "bf16-autocast",
-                 "num_train": n, "num_classes": k, "threads": torch.get_num_threads()})
+                 "num_train": n, "num_classes": k, "model_input": model_input,
+                 "threads": torch.get_num_threads()})
     write_json(run_dir / "provenance.json", prov)
     write_status(run_dir, "running", epoch=start_epoch)
 

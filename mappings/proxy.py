@@ -152,23 +152,12 @@ def train_proxy(
 
 def load_proxy(run_dir: str | Path, device: str | torch.device = "auto") -> torch.nn.Module:
     """The trained proxy of ``run_dir`` (``model.pt`` + ``config.yaml``) in eval mode on ``device``."""
-    from harness.config import load_config
-    from harness.datasets import DATASET_SPECS
-    from harness.models import build_model
-    from harness.trainer import resolve_device
+    from harness.trainer import load_run_model
 
     run_dir = Path(run_dir)
-    weights = run_dir / "model.pt"
-    if not weights.is_file():
+    if not (run_dir / "model.pt").is_file():
         raise FileNotFoundError(f"run_dir {run_dir} has no trained model (model.pt); train it with train_proxy")
-    config = load_config(run_dir / "config.yaml")
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    spec = DATASET_SPECS[config.dataset]
-    # every dataset loader yields RGB images of the spec's size (harness.datasets)
-    net = build_model(config.model, spec.num_classes, in_channels=3, image_size=spec.image_size,
-                      **config.model_kwargs)
-    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return net.to(device).eval()
+    return load_run_model(run_dir, device)
 
 
 # ------------------------------------------------------------------------------------------ measurement
