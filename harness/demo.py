@@ -219,11 +219,11 @@ def run_demo(
         "",
         "## Sampled confidence per stage",
         "",
-        summary.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else summary.to_string(index=False),
+        summary.to_markdown(index=False, floatfmt=".3f"),
         "",
         "## TrivialAugment confidence per op, bin and sign (bins 0/10/20/30)",
         "",
-        at_bins.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else at_bins.to_string(index=False),
+        at_bins.to_markdown(index=False, floatfmt=".3f"),
         "",
         "## Provenance",
         "",
@@ -240,10 +240,3 @@ def run_demo(
     return {"grid": grid_path, "table": table_path, "summary": summary_path, "markdown": md_path,
             "metrics": metrics_path}
 
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True

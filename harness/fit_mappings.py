@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 import mappings
-from harness.augment.space import TA_OPS
+from harness.augment.space import SIGNED_OPS, TA_OPS, op_id
 from harness.io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["SOURCES", "fit_mappings", "plot_mapping_curves"]
@@ -59,8 +59,6 @@ def plot_mapping_curves(table: pd.DataFrame, mapping_set, out_dir: Path, name: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.augment.space import op_id
-
     chance = mappings.preset("polynomial_chance", num_classes)
     custom = mappings.preset("polynomial_custom", num_classes)
     paths = []
@@ -70,8 +68,6 @@ def plot_mapping_curves(table: pd.DataFrame, mapping_set, out_dir: Path, name: s
         if sub.empty and bands is None:
             continue
         fig, ax = plt.subplots(figsize=(4.2, 3.2))
-        from harness.augment.space import SIGNED_OPS
-
         curve_signs = ("+", "-") if op in SIGNED_OPS else ("",)
         for sign, marker, colour in (("+", "o", "tab:blue"), ("-", "s", "tab:orange"), ("", "o", "tab:blue")):
             part = sub[sub["sign"].fillna("") == sign]
@@ -146,8 +142,8 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
         table, ms, ylabel, bands = _hvs_source(name=name, fallback=fallback, n_boot=n_boot,
                                                image_size=int(test.images.shape[1]), **kwargs)
     if source != "hvs":
-        sources = {op: source for op in TA_OPS if op in {key.rstrip("+-") for key in ms.to_dict()["mappings"]}}
-        ms = mappings.MappingSet(_mappings_of(ms), k, name=name, sources=sources)
+        sources = {op: source for op in TA_OPS if op in {key.rstrip("+-") for key in ms.mappings}}
+        ms = mappings.MappingSet(dict(ms.mappings), k, name=name, sources=sources)
     json_path = out / f"{name}.json"
     atomic_write_text(json_path, json.dumps(ms.to_dict(), indent=2) + "\n")
     table_path = out / f"{name}_table.csv"
@@ -205,8 +201,8 @@ def _hvs_data(distortion: str, alpha: float = 0.05):
 
 
 def _hvs_source(*, k, name, fallback, n_boot, image_size, seed, **kwargs):
-    from harness.augment.space import MAGNITUDE_FREE_OPS, SIGNED_OPS
-    from mappings import conversion, hvs
+    from harness.augment.space import MAGNITUDE_FREE_OPS
+    from mappings import conversion
     from mappings.fit import select_family
     from mappings.normalize import human_to_confidence
 
@@ -270,7 +266,3 @@ def _hvs_source(*, k, name, fallback, n_boot, image_size, seed, **kwargs):
     table = pd.DataFrame(rows, columns=["op", "sign", "severity", "accuracy", "source", "point", "low", "high"])
     return table, ms, "confidence (normalised human accuracy)", bands
 
-
-def _mappings_of(ms) -> dict:
-    d = ms.to_dict()["mappings"]
-    return {key: mappings.from_dict(v) for key, v in d.items()}
