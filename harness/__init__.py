@@ -3,8 +3,9 @@ datasets, models, trainer, corruption benchmark and evaluation."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harness._lazy import lazy_exports
 
 # name -> module; imported on first access so that importing a light submodule
 # (e.g. harness.augment.space from mappings) does not pull in every stage.
@@ -36,47 +37,10 @@ _EXPORTS: dict[str, str] = {
     "soft_targets": "harness.targets",
 }
 
-__all__ = [
-    "AugmentInfo",
-    "BatchAugmentInfo",
-    "BatchSoftAugment",
-    "BatchSoftNoise",
-    "BatchSoftPipeline",
-    "BatchSoftRandomCrop",
-    "BatchSoftRandomErasing",
-    "COMBINE_RULES",
-    "LABEL_SMOOTHING_CONVENTIONS",
-    "SIGNED_OPS",
-    "SoftCompose",
-    "SoftNoise",
-    "SoftRandomCrop",
-    "SoftRandomErasing",
-    "SoftTrivialAugment",
-    "TA_OPS",
-    "apply_ta_op",
-    "combine_confidences",
-    "label_smoothing_targets_other",
-    "label_smoothing_targets_uniform",
-    "magnitude_bins",
-    "op_id",
-    "severity_from_magnitude",
-    "soft_cross_entropy",
-    "soft_targets",
-]
+__all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports

@@ -6,8 +6,9 @@ in [0, 1] and the resulting label confidence in [1/K, 1].
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harness._lazy import lazy_exports
 
 # name -> module; imported on first access so that importing a light submodule
 # (e.g. harness.augment.space from mappings) does not pull in every stage.
@@ -32,40 +33,10 @@ _EXPORTS: dict[str, str] = {
     "severity_from_magnitude": "harness.augment.space",
 }
 
-__all__ = [
-    "AugmentInfo",
-    "BatchAugmentInfo",
-    "BatchSoftAugment",
-    "BatchSoftNoise",
-    "BatchSoftPipeline",
-    "BatchSoftRandomCrop",
-    "BatchSoftRandomErasing",
-    "SIGNED_OPS",
-    "SoftCompose",
-    "SoftNoise",
-    "SoftRandomCrop",
-    "SoftRandomErasing",
-    "SoftTrivialAugment",
-    "TA_OPS",
-    "apply_ta_op",
-    "magnitude_bins",
-    "op_id",
-    "severity_from_magnitude",
-]
+__all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
