@@ -8,6 +8,8 @@ Subcommands:
   corruptions make   generate and cache a corrupted test set (CIFAR-C style)
   demo     apply every soft augmentation to real images; write an example grid PNG and a
            confidence summary (the main job until the training pipeline lands)
+  stage    run one stage of the DVC pipeline on the active grid (params.yaml); used by dvc.yaml
+  grid     list, show or activate an experiment grid (grids/<name>.yaml -> params.yaml)
   presets  print the confidence of every TrivialAugment op x bin under the mapping presets
 """
 
@@ -135,6 +137,31 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train the proxy on a per-class subset (default: all)")
     fm.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
+    from harness.stages import STAGES
+
+    st = sub.add_parser(
+        "stage", help="run one DVC pipeline stage on the active grid (what dvc.yaml calls)",
+        description="Run one stage of the experiment pipeline on the grid in --params (default params.yaml). "
+                    "Normally called by `dvc repro`; stages: " + ", ".join(STAGES) + ". train needs --arm and "
+                    "--seed; evaluate needs --arm (it evaluates every seed of the arm).")
+    st.add_argument("name", choices=STAGES, help="stage name")
+    st.add_argument("--params", default="params.yaml", help="grid file (default: params.yaml)")
+    st.add_argument("--arm", default=None, help="arm name (train, evaluate)")
+    st.add_argument("--seed", type=_positive_int("--seed", 0), default=None, help="seed (train)")
+    st.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    gr = sub.add_parser("grid", help="list, show or activate an experiment grid",
+                        description="Experiment grids live in grids/<name>.yaml; params.yaml is the active one "
+                                    "that `dvc repro` runs. `softbench grid use NAME` validates a grid and copies "
+                                    "it to params.yaml.")
+    gr_sub = gr.add_subparsers(dest="grid_command", required=True, metavar="ACTION")
+    gr_sub.add_parser("list", help="list the grids in grids/")
+    gs = gr_sub.add_parser("show", help="show a grid's arms and run count (default: the active params.yaml)")
+    gs.add_argument("name", nargs="?", default=None, help="grid name (default: the active params.yaml)")
+    gu = gr_sub.add_parser("use", help="make grids/NAME.yaml the active params.yaml")
+    gu.add_argument("name", help="grid name (see `softbench grid list`)")
+    gu.add_argument("--dataset", default=None, help="override the grid's dataset (e.g. paper: cifar100)")
+
     pre = sub.add_parser("presets", help="print every op x bin confidence under the mapping presets (CSV)")
     pre.add_argument("--num-classes", type=_positive_int("--num-classes", 2), default=10,
                      help="number of classes K (default: 10)")
@@ -225,8 +252,46 @@ def _fit_mappings(args) -> int:
     return 0
 
 
+def _stage(args) -> int:
+    from harness.config import ConfigError
+    from harness.stages import run_stage
+
+    try:
+        run_stage(args.name, params=args.params, arm=args.arm, seed=args.seed, progress=not args.no_progress)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"softbench stage {args.name}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _grid(args) -> int:
+    from harness.config import ConfigError
+    from harness.grid import list_grids, load_grid, use_grid
+    from harness.stages import grid_summary
+
+    try:
+        if args.grid_command == "list":
+            for name in list_grids():
+                print(name)
+        elif args.grid_command == "show":
+            path = "params.yaml" if args.name is None else f"grids/{args.name}.yaml"
+            print(grid_summary(load_grid(path)))
+        else:
+            grid = use_grid(args.name, dataset=args.dataset)
+            print(f"params.yaml now holds grid {grid.name!r} ({grid.dataset}); run `dvc repro`")
+            print(grid_summary(grid))
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"softbench grid: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "stage":
+        return _stage(args)
+    if args.command == "grid":
+        return _grid(args)
     if args.command == "fit-mappings":
         return _fit_mappings(args)
     if args.command == "prepare":

@@ -143,6 +143,8 @@ class TrainConfig:
     corruptions: bool = True
     corruption_severities: tuple[int, ...] = (1, 2, 3, 4, 5)
     corruption_n: int | None = None
+    corruption_cache: str = "datasets/prepared"
+    op_eval_bins: tuple[int, ...] = ()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -161,8 +163,9 @@ class TrainConfig:
             if not isinstance(aug, (list, tuple)):
                 _fail("augment", aug, "a list of stages")
             kwargs["augment"] = tuple(StageConfig.from_dict(s, f"augment[{i}]") for i, s in enumerate(aug))
-        if "corruption_severities" in kwargs and isinstance(kwargs["corruption_severities"], list):
-            kwargs["corruption_severities"] = tuple(kwargs["corruption_severities"])
+        for key in ("corruption_severities", "op_eval_bins"):
+            if key in kwargs and isinstance(kwargs[key], list):
+                kwargs[key] = tuple(kwargs[key])
         cfg = cls(**kwargs)
         cfg.validate()
         return cfg
@@ -216,6 +219,11 @@ class TrainConfig:
             _fail("corruption_severities", sev, "a non-empty list of ints in 1..5")
         if self.corruption_n is not None and (not _is_int(self.corruption_n) or self.corruption_n < 1):
             _fail("corruption_n", self.corruption_n, "an int >= 1 or null (whole test set)")
+        if not isinstance(self.corruption_cache, str) or not self.corruption_cache:
+            _fail("corruption_cache", self.corruption_cache, "a folder path string")
+        bins = self.op_eval_bins
+        if not isinstance(bins, tuple) or any(not _is_int(b) or not 0 <= b <= 30 for b in bins):
+            _fail("op_eval_bins", bins, "a list of TrivialAugment magnitude bins, ints in 0..30 (empty: none)")
         for i, s in enumerate(self.augment):
             s.validate(f"augment[{i}]")
 
@@ -224,6 +232,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["augment"] = [s.as_dict() for s in self.augment]
         d["corruption_severities"] = list(self.corruption_severities)
+        d["op_eval_bins"] = list(self.op_eval_bins)
         return d
 
     def to_yaml(self) -> str:
@@ -232,7 +241,8 @@ class TrainConfig:
     def training_hash(self) -> str:
         """Hash of every field that affects training (not device/precision-independent fields like eval)."""
         d = self.as_dict()
-        for k in ("eval_batch_size", "checkpoint_every", "corruptions", "corruption_severities", "corruption_n"):
+        for k in ("eval_batch_size", "checkpoint_every", "corruptions", "corruption_severities", "corruption_n",
+                  "corruption_cache", "op_eval_bins"):
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -1,9 +1,21 @@
 """Evaluate a trained run: clean metrics, corruption accuracy, calibration, CIFAR-10H agreement.
 
 Writes ``metrics.json`` (tidy rows ``{metric, corruption, severity, value}``) and
-``predictions.npz`` (per-example predicted labels, clean and per corruption x severity, plus the
-labels), then marks the run ``complete``. Nothing is marked complete unless every file was
-written and every metric is finite.
+``predictions.npz`` (per-example predicted labels and max-softmax confidences, clean and per
+corruption x severity, plus the labels), then marks the run ``complete``. Nothing is marked
+complete unless every file was written and every metric is finite. By default these files go into
+the run directory; ``out_dir`` puts them elsewhere (the DVC pipeline keeps training and evaluation
+outputs apart so that re-evaluating never retrains).
+
+Corruption subset: with ``corruption_n`` smaller than the test set, the corrupted images are a
+**class-stratified** subset (classes interleaved in a fixed seeded order, balanced to within one
+image per class), identical for every run, so paired per-example tests between runs are valid.
+Test sets sorted by class (CIFAR-10 from ``../shared/data``, mnist5k) would otherwise give a
+"first N images" subset of one or two classes.
+
+Per-op accuracy (``op_eval_bins``): accuracy on the same subset with every TrivialAugment op
+applied at each listed magnitude bin (positive sign), metric ``op_accuracy`` with the op in the
+``corruption`` field and the bin in ``severity``.
 
 Metric conventions: accuracy in [0, 1]; NLL in nats; ECE with 15 equal-width bins over the
 max-softmax confidence; Brier = mean over samples of the summed squared error against the one-hot
@@ -26,7 +38,28 @@ from tqdm.auto import tqdm
 from harness.config import TrainConfig, load_config
 from harness.runs import read_status, save_npz, write_json, write_status
 
-__all__ = ["evaluate_run", "predict_probs"]
+__all__ = ["evaluate_run", "predict_probs", "stratified_indices", "corruption_subset"]
+
+CORRUPTION_SUBSET_TAG = "softbench-corruption-subset"
+
+
+def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a class-stratified subset of ``n`` rows of ``labels`` (deterministic).
+
+    Every class's rows are put in a seeded hash order; the subset takes rank 0 of every class,
+    then rank 1, ... until ``n`` rows, so class counts differ by at most one (classes with too
+    few rows contribute all they have). ``n`` must be in ``[1, len(labels)]``.
+    """
+    from harness.datasets import _ranked
+
+    labels = np.asarray(labels)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= labels.size:
+        raise ValueError(f"n must be an int in [1, {labels.size}] (the number of labels), got {n!r}")
+    rows = np.arange(labels.size, dtype=np.int64)
+    ranked = [_ranked(CORRUPTION_SUBSET_TAG, seed, rows[labels == k]) for k in np.unique(labels)]
+    order = np.array([r[i] for i in range(max(len(r) for r in ranked)) for r in ranked if i < len(r)],
+                     dtype=np.int64)
+    return np.sort(order[:n])
 
 
 @torch.no_grad()
@@ -52,14 +85,48 @@ def _row(metric: str, value: float, corruption: str | None = None, severity: int
     return {"metric": metric, "corruption": corruption, "severity": severity, "value": float(value)}
 
 
+def corruption_subset(test, n: int | None):
+    """``(dataset, indices)``: the class-stratified evaluation subset of ``n`` test images (all when
+    ``n`` is None or covers the test set). The subset is named ``<name>_strat<n>`` so its corruption
+    cache never mixes with the full test set's."""
+    from harness.datasets import ArrayDataset
+
+    total = len(test)
+    n = total if n is None else min(int(n), total)
+    if n >= total:
+        return test, np.arange(total)
+    idx = stratified_indices(test.labels, n)
+    return ArrayDataset(f"{test.name}_strat{n}", test.images[idx], test.labels[idx], test.classes), idx
+
+
+def _op_accuracy_rows(model, images: torch.Tensor, y: np.ndarray, k: int, bins, device, config) -> list[dict]:
+    from harness.augment.batch_trivial import BatchSoftAugment
+    from harness.augment.space import TA_OPS, magnitude_bins, op_id
+
+    aug = BatchSoftAugment(k, hard=True)
+    rows = []
+    for op in TA_OPS:
+        mags = magnitude_bins(op)
+        for b in bins:
+            if mags is None and b != bins[0]:
+                continue  # magnitude-free ops: one measurement
+            mag = 0.0 if mags is None else float(mags[b])
+            x, _ = aug.apply(images, torch.full((len(y),), op_id(op)), torch.full((len(y),), mag))
+            p = predict_probs(model, x, device, config.eval_batch_size, config.precision, config.channels_last)
+            rows.append(_row("op_accuracy", float((p.argmax(1) == y).mean()), op, int(b)))
+    return rows
+
+
 def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainConfig | None = None,
-                 device: torch.device | None = None) -> list[dict]:
-    """Evaluate ``run_dir/model.pt`` and write metrics, predictions and status (see module doc)."""
+                 device: torch.device | None = None, out_dir: str | Path | None = None) -> list[dict]:
+    """Evaluate ``run_dir/model.pt``; write metrics, predictions and status to ``out_dir`` (default
+    ``run_dir``; see the module doc)."""
     from harness import metrics as M
     from harness.datasets import load_dataset
     from harness.trainer import load_run_model, resolve_device
 
     run_dir = Path(run_dir)
+    out_dir = run_dir if out_dir is None else Path(out_dir)
     if not (run_dir / "model.pt").is_file():
         raise FileNotFoundError(f"evaluate: no trained model at {run_dir / 'model.pt'} "
                                 f"(status: {read_status(run_dir)['status']})")
@@ -75,15 +142,24 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
     probs = predict_probs(model, images, device, config.eval_batch_size, config.precision, config.channels_last)
     clean = M.classification_metrics(probs, y)
     rows = [_row(name, value) for name, value in clean.items()]
-    preds: dict[str, np.ndarray] = {"labels": y.astype(np.int64), "clean": probs.argmax(1).astype(np.int16)}
+    preds: dict[str, np.ndarray] = {"labels": y.astype(np.int64), "clean": probs.argmax(1).astype(np.int16),
+                                    "clean_confidence": probs.max(1).astype(np.float32)}
     notes: list[str] = []
+    test_sub, sub = corruption_subset(test, config.corruption_n)
+    n = len(sub)
+    if n < len(y):
+        notes.append(f"corruption and op metrics on a class-stratified subset of {n} of {len(y)} test images")
+    y_sub = y[sub]
+
+    if config.op_eval_bins:
+        rows += _op_accuracy_rows(model, images[torch.from_numpy(sub)], y_sub, len(test.classes),
+                                  tuple(config.op_eval_bins), device, config)
 
     if config.corruptions:
         from harness.corruptions import CORRUPTIONS, corrupted_test_set
 
-        n = config.corruption_n or len(y)
-        corr = corrupted_test_set(test, n=n, severities=config.corruption_severities, seed=0,
-                                  progress=progress)
+        corr = corrupted_test_set(test_sub, n=n, severities=config.corruption_severities, seed=0,
+                                  root=config.corruption_cache, progress=progress)
         try:
             acc_rows = []
             bar = tqdm(total=len(CORRUPTIONS) * len(config.corruption_severities), desc="corruptions",
@@ -94,7 +170,7 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
                     p = predict_probs(model, x_c, device, config.eval_batch_size, config.precision,
                                       config.channels_last)
                     pred = p.argmax(1)
-                    acc = float((pred == y[:n]).mean())
+                    acc = float((pred == y_sub).mean())
                     rows.append(_row("accuracy", acc, name, sev))
                     acc_rows.append({"corruption": name, "severity": sev, "accuracy": acc})
                     preds[f"{name}/{sev}"] = pred.astype(np.int16)
@@ -107,7 +183,8 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
         rows.append(_row("corruption_accuracy_mean19", summary["mean19"]))
         for fam, value in summary["families"].items():
             rows.append(_row("corruption_accuracy_family", value, fam))
-        preds["corruption_labels"] = y[:n].astype(np.int64)
+        preds["corruption_labels"] = y_sub.astype(np.int64)
+        preds["corruption_indices"] = sub.astype(np.int64)
     else:
         notes.append("corruptions disabled in config")
 
@@ -125,10 +202,10 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
 
     bad = [r for r in rows if not math.isfinite(r["value"])]
     if bad:
-        write_status(run_dir, "failed", reason=f"non-finite metric {bad[0]['metric']} at evaluation")
+        write_status(out_dir, "failed", reason=f"non-finite metric {bad[0]['metric']} at evaluation")
         raise RuntimeError(f"evaluation produced a non-finite metric: {bad[0]}")
-    save_npz(run_dir / "predictions.npz", **preds)
-    write_json(run_dir / "metrics.json", {"rows": rows, "notes": notes,
+    save_npz(out_dir / "predictions.npz", **preds)
+    write_json(out_dir / "metrics.json", {"rows": rows, "notes": notes, "model_dir": str(run_dir),
                                           "eval_time_s": time.perf_counter() - t0})
-    write_status(run_dir, "complete", epoch=config.epochs)
+    write_status(out_dir, "complete", epoch=config.epochs)
     return rows

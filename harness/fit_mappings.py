@@ -109,8 +109,12 @@ def plot_mapping_curves(table: pd.DataFrame, mapping_set, out_dir: Path, name: s
 def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | None = None,
                  n_images: int = 500, seed: int = 0, proxy_epochs: int = 10, proxy_run: str | Path | None = None,
                  proxy_n_per_class: int | None = None, data_source: str | None = None,
-                 fallback: str = "per-op", n_boot: int = 200, progress: bool = True) -> dict:
-    """Fit a mapping set from ``source`` for ``dataset``; returns the paths written."""
+                 fallback: str = "per-op", n_boot: int = 200, progress: bool = True,
+                 proxy_model: str = "smallnet", proxy_overrides: dict | None = None) -> dict:
+    """Fit a mapping set from ``source`` for ``dataset``; returns the paths written.
+
+    ``proxy_model`` / ``proxy_overrides`` (TrainConfig fields such as ``model_kwargs``, ``batch_size``)
+    configure the proxy trained for the ``proxy`` source (and the ``proxy`` fallback)."""
     from harness.datasets import load_dataset
 
     if source not in SOURCES:
@@ -132,7 +136,8 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
     images = torch.from_numpy(np.ascontiguousarray(test.images[idx])).permute(0, 3, 1, 2).contiguous()
     labels = torch.from_numpy(test.labels[idx])
     kwargs = dict(images=images, labels=labels, k=k, n=n, seed=seed, dataset=dataset, proxy_run=proxy_run,
-                  proxy_epochs=proxy_epochs, proxy_n_per_class=proxy_n_per_class, progress=progress)
+                  proxy_epochs=proxy_epochs, proxy_n_per_class=proxy_n_per_class, progress=progress,
+                  proxy_model=proxy_model, proxy_overrides=proxy_overrides)
     bands = None
     if source == "ssim":
         table, ms, ylabel = _ssim_source(name=name, **kwargs)
@@ -164,12 +169,12 @@ def _ssim_source(*, images, k, n, seed, name, **_):
 
 
 def _proxy_source(*, images, labels, k, seed, name, dataset, proxy_run, proxy_epochs, proxy_n_per_class,
-                  progress, **_):
+                  progress, proxy_model="smallnet", proxy_overrides=None, **_):
     from mappings import proxy as P
 
     run = Path(proxy_run) if proxy_run else Path("runs") / f"proxy_{dataset}_seed{seed}"
     P.train_proxy(dataset, run_dir=run, epochs=proxy_epochs, n_per_class=proxy_n_per_class, seed=seed,
-                  progress=progress)
+                  progress=progress, model=proxy_model, overrides=proxy_overrides)
     model = P.load_proxy(run)
     acc = P.measure_proxy_accuracy(model, images, labels, progress=progress)
     table = P.proxy_confidence_table(acc, k)

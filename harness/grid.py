@@ -1,0 +1,251 @@
+"""Experiment grids: the plain-data description of a multi-seed experiment, validated once.
+
+A grid (``grids/<name>.yaml``; the active one is ``params.yaml``, read by every DVC stage) names a
+dataset, the seeds, a ``base`` training config shared by every arm and the ``arms``. Each arm is
+``{factors, augment, set, reference}``: its factors (``label_type`` hard/soft/ls and ``family``
+are required, others are free-form and become columns of the results table), its augmentation
+stages (``harness.config`` stage syntax; a trivial_augment ``mapping`` may be ``"fitted:<source>"``
+for a mapping fitted by the pipeline's ``fit_mappings`` stage), other TrainConfig fields in ``set``,
+and optionally the name of the matching row of the paper's reference table.
+
+``arm_config(grid, arm, seed)`` turns one cell into a validated :class:`~harness.config.TrainConfig`;
+``use_grid(name)`` makes ``grids/<name>.yaml`` the active ``params.yaml`` (atomically).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.config import ConfigError, TrainConfig, apply_overrides
+from harness.io import atomic_write_text
+
+__all__ = ["Grid", "load_grid", "arm_config", "use_grid", "list_grids", "run_id", "GRIDS_DIR",
+           "FITTED_ROOT", "fitted_mapping_path", "LABEL_TYPES"]
+
+GRIDS_DIR = Path("grids")
+FITTED_ROOT = Path("datasets/fitted")
+LABEL_TYPES = ("hard", "soft", "ls")
+_TOP_KEYS = {"grid", "description", "dataset", "data_source", "datasets_allowed", "seeds", "run_arms", "base",
+             "evaluation", "arms", "reference_comparable", "fit", "stats", "report"}
+_REQUIRED = ("grid", "dataset", "seeds", "run_arms", "base", "arms")
+_ARM_KEYS = {"factors", "augment", "set", "reference", "description"}
+_EVAL_KEYS = {"corruption_n": "corruption_n", "corruption_severities": "corruption_severities",
+              "op_bins": "op_eval_bins", "corruptions": "corruptions", "eval_batch_size": "eval_batch_size"}
+_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_FIT_KEYS = {"n_images", "n_boot", "proxy_epochs", "proxy_n_per_class", "fallback"}
+
+
+def _fail(where: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"params field {where!r} must be {allowed}, got {value!r}")
+
+
+def run_id(arm: str, seed: int) -> str:
+    """``<arm>-s<seed>``: the run's name in ``runs/`` and in the results table."""
+    return f"{arm}-s{seed}"
+
+
+def fitted_mapping_path(dataset: str, source: str, root: str | Path = FITTED_ROOT) -> Path:
+    """Where the pipeline's fit stage writes the ``source`` mapping set of ``dataset``."""
+    return Path(root) / dataset / source / f"{source}.json"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A validated experiment grid (see the module docstring); ``raw`` is the parsed YAML."""
+
+    name: str
+    dataset: str
+    data_source: str | None
+    seeds: tuple[int, ...]
+    run_arms: tuple[str, ...]
+    base: dict
+    evaluation: dict
+    arms: dict
+    reference_comparable: bool
+    fit: dict
+    stats: dict
+    raw: dict = field(repr=False, default_factory=dict)
+
+    def factor_names(self) -> list[str]:
+        """Sorted union of the factor names of all arms."""
+        return sorted({k for a in self.arms.values() for k in a["factors"]})
+
+
+def _validate_arm(name: str, arm: Any) -> dict:
+    where = f"arms.{name}"
+    if not _NAME.match(name):
+        _fail(where, name, "an arm name of letters, digits and underscores")
+    if not isinstance(arm, dict):
+        _fail(where, arm, "a mapping with keys factors, augment, set, reference")
+    unknown = sorted(set(arm) - _ARM_KEYS)
+    if unknown:
+        _fail(f"{where}.{unknown[0]}", arm[unknown[0]], f"absent (allowed keys: {sorted(_ARM_KEYS)})")
+    factors = arm.get("factors")
+    if not isinstance(factors, dict):
+        _fail(f"{where}.factors", factors, "a mapping of factor name -> value (label_type and family required)")
+    if factors.get("label_type") not in LABEL_TYPES:
+        _fail(f"{where}.factors.label_type", factors.get("label_type"), f"one of {list(LABEL_TYPES)}")
+    if not isinstance(factors.get("family"), str) or not factors.get("family"):
+        _fail(f"{where}.factors.family", factors.get("family"), "a family name string")
+    for k, v in factors.items():
+        if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+            _fail(f"{where}.factors.{k}", v, "a string or a number")
+    if not isinstance(arm.get("augment", []), list):
+        _fail(f"{where}.augment", arm.get("augment"), "a list of augmentation stages")
+    if not isinstance(arm.get("set", {}) or {}, dict):
+        _fail(f"{where}.set", arm.get("set"), "a mapping of TrainConfig fields")
+    ref = arm.get("reference")
+    if ref is not None and not isinstance(ref, str):
+        _fail(f"{where}.reference", ref, "a setting name of datasets/reference/siedel2025.csv or null")
+    return {"factors": dict(factors), "augment": copy.deepcopy(arm.get("augment", [])),
+            "set": dict(arm.get("set") or {}), "reference": ref}
+
+
+def _validate(raw: Any, source: str) -> Grid:
+    from harness.datasets import DATASETS
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: must hold a mapping of params, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        _fail(unknown[0], raw[unknown[0]], f"absent (allowed top-level keys: {sorted(_TOP_KEYS)})")
+    for key in _REQUIRED:
+        if key not in raw:
+            raise ConfigError(f"{source}: params field {key!r} is required")
+    if not isinstance(raw["grid"], str) or not raw["grid"]:
+        _fail("grid", raw["grid"], "a grid name")
+    if raw["dataset"] not in DATASETS:
+        _fail("dataset", raw["dataset"], f"one of {list(DATASETS)}")
+    allowed = raw.get("datasets_allowed")
+    if allowed is not None and raw["dataset"] not in allowed:
+        _fail("dataset", raw["dataset"], f"one of this grid's datasets_allowed {allowed}")
+    seeds = raw["seeds"]
+    if (not isinstance(seeds, list) or not seeds
+            or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        _fail("seeds", seeds, "a non-empty list of distinct ints >= 0")
+    if not isinstance(raw["arms"], dict) or not raw["arms"]:
+        _fail("arms", raw["arms"], "a non-empty mapping of arm name -> arm")
+    arms = {name: _validate_arm(name, arm) for name, arm in raw["arms"].items()}
+    run_arms = raw["run_arms"]
+    if not isinstance(run_arms, list) or not run_arms or len(set(run_arms)) != len(run_arms):
+        _fail("run_arms", run_arms, "a non-empty list of distinct arm names")
+    for i, a in enumerate(run_arms):
+        if a not in arms:
+            _fail(f"run_arms[{i}]", a, f"an arm defined under 'arms' ({sorted(arms)})")
+    if not isinstance(raw["base"], dict):
+        _fail("base", raw["base"], "a mapping of TrainConfig fields")
+    for key in ("dataset", "data_source", "seed", "augment"):
+        if key in raw["base"]:
+            _fail(f"base.{key}", raw["base"][key], f"absent ({key} is set by the grid, not by base)")
+    evaluation = raw.get("evaluation") or {}
+    if not isinstance(evaluation, dict):
+        _fail("evaluation", evaluation, "a mapping")
+    for k in evaluation:
+        if k not in _EVAL_KEYS:
+            _fail(f"evaluation.{k}", evaluation[k], f"absent (allowed: {sorted(_EVAL_KEYS)})")
+    fit = raw.get("fit") or {}
+    if not isinstance(fit, dict):
+        _fail("fit", fit, "a mapping")
+    for k in fit:
+        if k not in _FIT_KEYS:
+            _fail(f"fit.{k}", fit[k], f"absent (allowed: {sorted(_FIT_KEYS)})")
+    rc = raw.get("reference_comparable", False)
+    if not isinstance(rc, bool):
+        _fail("reference_comparable", rc, "true or false")
+    grid = Grid(name=raw["grid"], dataset=raw["dataset"], data_source=raw.get("data_source"),
+                seeds=tuple(seeds), run_arms=tuple(run_arms), base=dict(raw["base"]), evaluation=dict(evaluation),
+                arms=arms, reference_comparable=rc, fit=dict(fit), stats=dict(raw.get("stats") or {}),
+                raw=raw)
+    for a in run_arms:  # every trained cell must make a valid TrainConfig (fitted mappings resolved lazily)
+        arm_config(grid, a, seeds[0], resolve_fitted=False)
+    return grid
+
+
+def load_grid(path: str | Path = "params.yaml") -> Grid:
+    """Read and validate a grid file (``params.yaml`` by default)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"grid file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"grid file {p} is not valid YAML: {exc}") from None
+    return _validate(raw, str(p))
+
+
+def _resolve_mapping(value: Any, grid: Grid, where: str, resolve: bool) -> Any:
+    if isinstance(value, str) and value.startswith("fitted:"):
+        source = value.split(":", 1)[1]
+        path = fitted_mapping_path(grid.dataset, source)
+        if not resolve:
+            return "polynomial_chance"  # placeholder for validation only
+        if not path.is_file():
+            raise ConfigError(f"{where}.mapping is {value!r} but {path} does not exist; run the pipeline's "
+                              f"fit_mappings stage (dvc repro fit_mappings) with '{source}' in fit.sources")
+        return json.loads(path.read_text())
+    return value
+
+
+def arm_config(grid: Grid, arm: str, seed: int, *, resolve_fitted: bool = True) -> TrainConfig:
+    """The validated TrainConfig of ``arm`` and ``seed``: base, then the arm's ``set``, its
+    augmentation stages, the grid's dataset and evaluation settings, and the seed."""
+    if arm not in grid.arms:
+        raise ConfigError(f"arm {arm!r} is not defined in the grid; defined arms: {sorted(grid.arms)}")
+    spec = grid.arms[arm]
+    d = copy.deepcopy(grid.base)
+    d.update(copy.deepcopy(spec["set"]))
+    for k, field_name in _EVAL_KEYS.items():
+        if k in grid.evaluation:
+            d[field_name] = copy.deepcopy(grid.evaluation[k])
+    augment = []
+    for i, stage in enumerate(spec["augment"]):
+        stage = copy.deepcopy(stage)
+        if isinstance(stage, dict) and "mapping" in stage:
+            stage["mapping"] = _resolve_mapping(stage["mapping"], grid, f"arms.{arm}.augment[{i}]", resolve_fitted)
+        augment.append(stage)
+    d.update(dataset=grid.dataset, data_source=grid.data_source, seed=int(seed), augment=augment,
+             corruption_cache="datasets/corrupted")
+    try:
+        return TrainConfig.from_dict(apply_overrides(d, []))
+    except ConfigError as exc:
+        raise ConfigError(f"arm {arm!r}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"arm {arm!r}: {exc}") from None
+
+
+def list_grids(root: str | Path = GRIDS_DIR) -> list[str]:
+    """Names of the grids in ``root`` (``<name>.yaml``)."""
+    return sorted(p.stem for p in Path(root).glob("*.yaml"))
+
+
+def use_grid(name: str, *, dataset: str | None = None, root: str | Path = GRIDS_DIR,
+             params_path: str | Path = "params.yaml") -> Grid:
+    """Validate ``grids/<name>.yaml`` (optionally with another ``dataset``) and write it to ``params.yaml``."""
+    path = Path(root) / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown grid {name!r}; available grids: {list_grids(root)}")
+    text = path.read_text()
+    raw = yaml.safe_load(text)
+    if dataset is not None:
+        raw["dataset"] = dataset
+        text = _replace_dataset(text, dataset)
+    _validate(raw, str(path))
+    header = f"# Active grid: copied from {path} by `softbench grid use {name}`" + (
+        f" --dataset {dataset}" if dataset else "") + ". Edit freely; `dvc repro` reads this file.\n"
+    atomic_write_text(params_path, header + text)
+    return load_grid(params_path)
+
+
+def _replace_dataset(text: str, dataset: str) -> str:
+    out, n = re.subn(r"(?m)^dataset:.*$", f"dataset: {dataset}", text, count=1)
+    if n != 1:
+        raise ConfigError("grid file has no top-level 'dataset:' line to replace")
+    return out

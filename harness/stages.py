@@ -1,0 +1,237 @@
+"""The DVC pipeline's stages (``softbench stage NAME``), each reading the active grid (``params.yaml``).
+
+==============  ===============================================================  ==============================
+stage           does                                                             writes
+==============  ===============================================================  ==============================
+prepare         convert the grid's dataset once                                  datasets/prepared/<dataset>/
+corruptions     corrupt the class-stratified evaluation subset (19 x severities)  datasets/corrupted/
+proxy_accuracy  train a proxy without TrivialAugment; its accuracy per op x bin  runs/proxy/<dataset>/,
+                becomes the ``proxy`` mapping set                                datasets/fitted/<dataset>/proxy/
+fit_mappings    fit the human-vision (``hvs``) mapping set (other ops: fallback)  datasets/fitted/<dataset>/hvs/
+train           one arm x seed (no evaluation); resumes an interrupted run       runs/train/<arm>/s<seed>/
+evaluate        clean, corruption, calibration and per-op metrics of every seed  runs/eval/<arm>/s<seed>/
+                of one arm (one process per arm: start-up dominates small runs)
+results         every grid cell into the long results table                      reports/results.csv
+stats           comparisons, Holm, ANOVA, TOST, power, McNemar, verdicts         reports/stats/
+report          Markdown + self-contained HTML report with figures                reports/report.{md,html}, ...
+==============  ===============================================================  ==============================
+
+A run that fails (non-finite loss) is recorded as ``failed`` and the stage exits 0, so the sweep
+goes on and the report lists the failure; any other error exits non-zero and stops ``dvc repro``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from harness.config import ConfigError, TrainConfig
+from harness.grid import FITTED_ROOT, Grid, arm_config, load_grid, run_id
+
+__all__ = ["STAGES", "run_stage", "RUNS_ROOT", "CORRUPTED_ROOT", "REPORTS_ROOT", "train_dir", "eval_dir"]
+
+RUNS_ROOT = Path("runs")
+CORRUPTED_ROOT = Path("datasets/corrupted")
+REPORTS_ROOT = Path("reports")
+STAGES = ("prepare", "corruptions", "proxy_accuracy", "fit_mappings", "train", "evaluate", "results", "stats",
+          "report")
+
+
+def _log(msg: str) -> None:
+    print(f"[softbench stage] {msg}", file=sys.stderr, flush=True)
+
+
+def _eval_config(grid: Grid, config: TrainConfig) -> TrainConfig:
+    """``config`` with the grid's current evaluation settings (evaluation never changes training)."""
+    from dataclasses import replace
+
+    ev = arm_config(grid, grid.run_arms[0], 0, resolve_fitted=False)
+    return replace(config, corruption_n=ev.corruption_n, corruption_severities=ev.corruption_severities,
+                   op_eval_bins=ev.op_eval_bins, corruptions=ev.corruptions, eval_batch_size=ev.eval_batch_size,
+                   corruption_cache=str(CORRUPTED_ROOT))
+
+
+def stage_prepare(grid: Grid, **_) -> None:
+    from harness.datasets import prepare_dataset
+
+    _log(f"prepared: {prepare_dataset(grid.dataset, source=grid.data_source)}")
+
+
+def stage_corruptions(grid: Grid, progress: bool = True, **_) -> None:
+    from harness.corruptions import corrupted_test_set
+    from harness.datasets import load_dataset
+    from harness.evaluate import corruption_subset
+
+    cfg = _eval_config(grid, arm_config(grid, grid.run_arms[0], 0, resolve_fitted=False))
+    if not cfg.corruptions:
+        CORRUPTED_ROOT.mkdir(parents=True, exist_ok=True)
+        _log("corruptions disabled in evaluation settings; nothing to build")
+        return
+    _train, test = load_dataset(grid.dataset, source=grid.data_source)
+    sub_set, _idx = corruption_subset(test, cfg.corruption_n)
+    with corrupted_test_set(sub_set, n=len(sub_set), severities=cfg.corruption_severities, seed=0,
+                            root=CORRUPTED_ROOT, progress=progress) as corr:
+        _log(f"corrupted set: {corr.path}")
+
+
+def _fit_kwargs(grid: Grid) -> dict:
+    fit = grid.fit
+    overrides = {k: grid.base[k] for k in ("model_kwargs", "batch_size", "lr", "weight_decay", "device",
+                                           "precision") if k in grid.base}
+    return dict(proxy_model=grid.base.get("model", "smallnet"), proxy_overrides=overrides,n_images=int(fit.get("n_images", 500)), n_boot=int(fit.get("n_boot", 200)),
+                proxy_epochs=int(fit.get("proxy_epochs", 10)), proxy_n_per_class=fit.get("proxy_n_per_class"),
+                data_source=grid.data_source, proxy_run=RUNS_ROOT / "proxy" / grid.dataset, seed=0)
+
+
+def stage_proxy_accuracy(grid: Grid, progress: bool = True, **_) -> None:
+    from harness.fit_mappings import fit_mappings
+
+    out = FITTED_ROOT / grid.dataset / "proxy"
+    files = fit_mappings(grid.dataset, "proxy", out, progress=progress, **_fit_kwargs(grid))
+    _log(f"proxy mapping set: {files['mapping_set']}")
+
+
+def stage_fit_mappings(grid: Grid, progress: bool = True, **_) -> None:
+    from harness.fit_mappings import fit_mappings
+
+    out = FITTED_ROOT / grid.dataset / "hvs"
+    files = fit_mappings(grid.dataset, "hvs", out, fallback=grid.fit.get("fallback", "per-op"), progress=progress,
+                         **_fit_kwargs(grid))
+    _log(f"hvs mapping set: {files['mapping_set']}")
+
+
+def stage_train(grid: Grid, arm: str, seed: int, progress: bool = True, **_) -> None:
+    import torch
+
+    from harness.runs import read_status
+    from harness.trainer import TrainingFailed, train
+
+    _check_cell(grid, arm, seed)
+    config = arm_config(grid, arm, seed)
+    run_dir = train_dir(arm, seed)
+    ckpt = run_dir / "checkpoint.pt"
+    resume = False
+    if ckpt.is_file():
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False).get("training_hash")
+        resume = saved == config.training_hash() and read_status(run_dir)["status"] == "running"
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)  # stale output of another config (DVC keeps persisted outputs)
+    if resume:
+        _log(f"resuming {run_dir} from its checkpoint")
+    try:
+        train(config, run_dir, resume=resume, progress=progress, evaluate=False)
+    except TrainingFailed as exc:
+        _log(f"run FAILED and is recorded as failed: {exc}")
+
+
+def train_dir(arm: str, seed: int, root: str | Path = RUNS_ROOT) -> Path:
+    """Training output of one run: ``runs/train/<arm>/s<seed>``."""
+    return Path(root) / "train" / arm / f"s{seed}"
+
+
+def eval_dir(arm: str, seed: int, root: str | Path = RUNS_ROOT) -> Path:
+    """Evaluation output of one run: ``runs/eval/<arm>/s<seed>``."""
+    return Path(root) / "eval" / arm / f"s{seed}"
+
+
+def stage_evaluate(grid: Grid, arm: str, progress: bool = True, **_) -> None:
+    """Evaluate every seed of ``arm`` (a run that did not train is recorded as failed, not skipped)."""
+    from harness.config import load_config
+    from harness.evaluate import evaluate_run
+    from harness.runs import read_status, write_status
+
+    if arm not in grid.run_arms:
+        raise ConfigError(f"--arm {arm!r} is not in params run_arms {list(grid.run_arms)}")
+    arm_root = RUNS_ROOT / "eval" / arm
+    if arm_root.exists():
+        shutil.rmtree(arm_root)
+    for seed in grid.seeds:
+        rid, tdir, out_dir = run_id(arm, seed), train_dir(arm, seed), eval_dir(arm, seed)
+        status = read_status(tdir)
+        if not (tdir / "model.pt").is_file():
+            reason = status.get("reason") or f"training did not finish (status {status['status']!r})"
+            write_status(out_dir, "failed", reason=reason, epoch=status.get("epoch"))
+            _log(f"{rid}: not evaluated: {reason}")
+            continue
+        config = _eval_config(grid, load_config(tdir / "config.yaml"))
+        try:
+            evaluate_run(tdir, progress=progress, config=config, out_dir=out_dir)
+        except RuntimeError as exc:  # non-finite metric: recorded as failed by evaluate_run
+            _log(f"{rid}: evaluation FAILED and is recorded as failed: {exc}")
+        else:
+            _log(f"{rid}: evaluated")
+
+
+def stage_results(grid: Grid, **_) -> None:
+    from harness.results import collect_results, write_results
+
+    df = collect_results(grid, RUNS_ROOT)
+    path = write_results(df, REPORTS_ROOT / "results.csv")
+    bad = df[df["status"] != "complete"].drop_duplicates("run_id")
+    _log(f"results: {path} ({df['run_id'].nunique()} runs, {len(bad)} not complete)")
+
+
+def stage_stats(grid: Grid, **_) -> None:
+    from harness.analysis import analyze, load_results
+
+    results = load_results(REPORTS_ROOT / "results.csv")
+    analysis = analyze(results, grid.stats)
+    analysis.write(REPORTS_ROOT / "stats")
+    _log(f"statistics: {REPORTS_ROOT / 'stats'}")
+
+
+def stage_report(grid: Grid, **_) -> None:
+    from harness.io import provenance
+    from harness.report import write_report
+
+    fit_dirs = {src: FITTED_ROOT / grid.dataset / src for src in ("hvs", "proxy")
+                if (FITTED_ROOT / grid.dataset / src).is_dir()}
+    prov = provenance(config=None)
+    prov.pop("config", None)
+    prov["params_sha256"] = _params_hash()
+    files = write_report(REPORTS_ROOT, results_csv=REPORTS_ROOT / "results.csv", stats_dir=REPORTS_ROOT / "stats",
+                         params=grid.raw, fit_dirs=fit_dirs, runs_root=".", provenance=prov)
+    _log(f"report: {files.get('html', REPORTS_ROOT / 'report.html')}")
+
+
+def _params_hash(path: str | Path = "params.yaml") -> str | None:
+    import hashlib
+
+    p = Path(path)
+    return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else None
+
+
+def _check_cell(grid: Grid, arm: str | None, seed: int | None) -> None:
+    if arm is None or seed is None:
+        raise ConfigError("this stage needs --arm and --seed")
+    if arm not in grid.run_arms:
+        raise ConfigError(f"--arm {arm!r} is not in params run_arms {list(grid.run_arms)}")
+    if seed not in grid.seeds:
+        raise ConfigError(f"--seed {seed} is not in params seeds {list(grid.seeds)}")
+
+
+_FUNCS = {"prepare": stage_prepare, "corruptions": stage_corruptions, "proxy_accuracy": stage_proxy_accuracy,
+          "fit_mappings": stage_fit_mappings, "train": stage_train, "evaluate": stage_evaluate,
+          "results": stage_results, "stats": stage_stats, "report": stage_report}
+
+
+def run_stage(name: str, *, params: str | Path = "params.yaml", arm: str | None = None, seed: int | None = None,
+              progress: bool = True) -> None:
+    """Run pipeline stage ``name`` on the grid in ``params``."""
+    if name not in _FUNCS:
+        raise ConfigError(f"unknown stage {name!r}; stages: {list(STAGES)}")
+    grid = load_grid(params)
+    _FUNCS[name](grid, arm=arm, seed=seed, progress=progress)
+
+
+def grid_summary(grid: Grid) -> str:
+    """A human-readable listing of a grid (``softbench grid show``)."""
+    lines = [f"grid {grid.name}: dataset {grid.dataset}, seeds {list(grid.seeds)}, "
+             f"{len(grid.run_arms)} arms x {len(grid.seeds)} seeds = {len(grid.run_arms) * len(grid.seeds)} runs"]
+    for arm in grid.run_arms:
+        spec = grid.arms[arm]
+        lines.append(f"  {arm:<22} {yaml.safe_dump(spec['factors'], default_flow_style=True).strip()}")
+    return "\n".join(lines)
