@@ -164,8 +164,16 @@ def _validate(raw: Any, source: str) -> Grid:
                 seeds=tuple(seeds), run_arms=tuple(run_arms), base=dict(raw["base"]), evaluation=dict(evaluation),
                 arms=arms, reference_comparable=rc, fit=dict(fit), stats=dict(raw.get("stats") or {}),
                 raw=raw)
-    for a in run_arms:  # every trained cell must make a valid TrainConfig (fitted mappings resolved lazily)
-        arm_config(grid, a, seeds[0], resolve_fitted=False)
+    from harness.datasets import DATASET_SPECS
+    from harness.pipeline_builder import build_pipeline
+
+    k = DATASET_SPECS[grid.dataset].num_classes
+    for a in run_arms:  # every trained cell must build (fitted mappings are resolved when training)
+        cfg = arm_config(grid, a, seeds[0], resolve_fitted=False)
+        try:
+            build_pipeline(cfg.augment, k, cfg.combine)
+        except ConfigError as exc:
+            raise ConfigError(f"arm {a!r}: {exc}") from None
     return grid
 
 

@@ -7,7 +7,8 @@ Conventions (apply to every function in this module)
   differences, means and margins are returned in that same unit).
 * Differences are always ``b - a``: a positive ``diff`` / ``hedges_g`` means
   arm ``b`` scored higher than arm ``a``.
-* All tests are two-sided.
+* All tests are two-sided, except :func:`one_sided_t` (directional
+  hypotheses) whose ``alternative`` is explicit.
 * ``MIN_SEEDS = 3``: every function that produces a p-value refuses, with
   :class:`InsufficientSeeds`, when an arm (or a cell, for the ANOVA) has
   fewer than 3 values. No p-values from 2 seeds.
@@ -18,6 +19,7 @@ Conventions (apply to every function in this module)
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -31,6 +33,8 @@ __all__ = [
     "hedges_g",
     "holm",
     "mcnemar_test",
+    "one_sided_t",
+    "t_ci_mean",
     "tost_equivalence",
     "seeds_for_power",
     "two_way_anova",
@@ -299,6 +303,80 @@ def compare_arms(a: Sequence[float], b: Sequence[float], *, paired: bool | None 
 
 
 # --------------------------------------------------------------------------
+# one-sided test and confidence interval of a mean
+# --------------------------------------------------------------------------
+def one_sided_t(a: Sequence[float], b: Sequence[float], *, alternative: str,
+                paired: bool) -> dict:
+    """One-sided t test of ``b - a`` (for directional, pre-declared hypotheses).
+
+    ``alternative='greater'``: H1 is mean(b) > mean(a); ``'less'``: mean(b) < mean(a).
+    Paired (``a[i]`` pairs with ``b[i]``): ``scipy.stats.ttest_rel(b, a, alternative=...)``;
+    unpaired: Welch, ``scipy.stats.ttest_ind(b, a, equal_var=False, alternative=...)``.
+    Refuses arms with fewer than :data:`MIN_SEEDS` values (:class:`InsufficientSeeds`).
+
+    Degenerate case (zero SD of the differences when paired, zero variance in both
+    arms when unpaired): the t statistic is +/-inf or undefined, so ``pvalue`` is 0.0
+    when the (constant) difference lies strictly in the direction of ``alternative``
+    and 1.0 otherwise (a zero difference is no evidence for either direction);
+    ``test`` says ``degenerate``.
+
+    Returns ``{"test", "alternative", "statistic", "df", "pvalue", "diff"}`` with
+    ``diff = mean(b) - mean(a)`` in the unit of the scores.
+    """
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    if paired not in (True, False):
+        raise ValueError(f"paired must be True or False, got {paired!r}")
+    a = _as_arm(a, "a")
+    b = _as_arm(b, "b")
+    diff = float(b.mean() - a.mean())
+    sign = 1.0 if alternative == "greater" else -1.0
+    if paired:
+        if a.size != b.size:
+            raise ValueError(f"paired=True needs equal lengths, got n_a={a.size}, n_b={b.size}")
+        d = b - a
+        degenerate = bool(np.all(d == d[0]))
+        test, df = "paired_t", float(d.size - 1)
+    else:
+        degenerate = bool(a.std() == 0 and b.std() == 0)
+        test, df = "welch_t", math.nan
+    if degenerate:
+        p = 0.0 if sign * diff > 0 else 1.0
+        stat = math.copysign(math.inf, diff) if diff != 0 else math.nan
+        return {"test": f"{test} (degenerate: zero variance)", "alternative": alternative,
+                "statistic": stat, "df": df, "pvalue": p, "diff": diff}
+    if paired:
+        r = sps.ttest_rel(b, a, alternative=alternative)
+    else:
+        r = sps.ttest_ind(b, a, equal_var=False, alternative=alternative)
+        df = _float(r.df)
+    return {"test": test, "alternative": alternative, "statistic": _float(r.statistic),
+            "df": df, "pvalue": _float(r.pvalue), "diff": diff}
+
+
+def t_ci_mean(mean: Any, sd: Any, n: Any, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """t-based confidence interval of a mean: ``mean +/- t_{(1+c)/2, n-1} * sd / sqrt(n)``.
+
+    Vectorised: ``mean``, ``sd`` (sample SD, ddof=1) and ``n`` broadcast together.
+    Returns ``(low, high)`` as float arrays (0-d for scalar input), in the unit of
+    ``mean``; NaN where ``n < 2`` (no SD, no interval). Equals
+    ``scipy.stats.t.interval(confidence, n-1, loc=mean, scale=sd/sqrt(n))``.
+    """
+    if not (isinstance(confidence, (int, float)) and 0.0 < float(confidence) < 1.0):
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    mean, sd, n = np.broadcast_arrays(np.asarray(mean, dtype=float), np.asarray(sd, dtype=float),
+                                      np.asarray(n, dtype=float))
+    low = np.full(mean.shape, np.nan)
+    high = np.full(mean.shape, np.nan)
+    ok = n >= 2
+    if np.any(ok):
+        half = sps.t.ppf((1 + float(confidence)) / 2, n[ok] - 1) * sd[ok] / np.sqrt(n[ok])
+        low[ok] = mean[ok] - half
+        high[ok] = mean[ok] + half
+    return low, high
+
+
+# --------------------------------------------------------------------------
 # multiple comparisons
 # --------------------------------------------------------------------------
 def holm(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -438,11 +516,14 @@ def seeds_for_power(effect_size_d: float, *, alpha: float = 0.05, power: float =
       *per arm* (``effect_size_d`` is the pooled-SD d).
 
     The solver's fractional n is rounded up (``ceil``) and then floored at
-    :data:`MIN_SEEDS`, since fewer seeds are refused elsewhere. Returns
+    :data:`MIN_SEEDS`, since fewer seeds are refused elsewhere. When the solver fails
+    (statsmodels' power is nan for very large effects), the smallest n is found by an integer
+    search on a robust power computation (:func:`_t_test_power`). Returns
     ``math.inf`` when ``|effect_size_d| < 1e-9`` (no finite n detects a zero
     effect). The sign of the effect is ignored.
     """
     from statsmodels.stats.power import TTestIndPower, TTestPower
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     alpha = _check_alpha(alpha)
     if not (isinstance(power, (int, float)) and 0 < float(power) < 1):
@@ -455,16 +536,61 @@ def seeds_for_power(effect_size_d: float, *, alpha: float = 0.05, power: float =
         raise ValueError(f"effect_size_d must be finite, got {effect_size_d!r}")
     if es < 1e-9:
         return math.inf
-    if paired:
-        n = TTestPower().solve_power(effect_size=es, nobs=None, alpha=alpha, power=power,
-                                     alternative="two-sided")
-    else:
-        n = TTestIndPower().solve_power(effect_size=es, nobs1=None, alpha=alpha, power=power,
-                                        ratio=1.0, alternative="two-sided")
+    with warnings.catch_warnings():  # a failed solve is handled below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if paired:
+            n = TTestPower().solve_power(effect_size=es, nobs=None, alpha=alpha, power=power,
+                                         alternative="two-sided")
+        else:
+            n = TTestIndPower().solve_power(effect_size=es, nobs1=None, alpha=alpha, power=power,
+                                            ratio=1.0, alternative="two-sided")
     n = float(np.asarray(n).item())
     if not math.isfinite(n):
-        raise ValueError(f"power solver failed for effect_size_d={effect_size_d!r}")
+        # statsmodels' noncentral-t power returns nan for large noncentrality (large effects):
+        # fall back to an integer search with a robust power computation
+        return _min_n_for_power(es, alpha=alpha, power=float(power), paired=paired)
     return max(MIN_SEEDS, int(math.ceil(n - 1e-9)))
+
+
+def _t_test_power(es: float, n: int, *, alpha: float, paired: bool) -> float:
+    """Power of the two-sided t test (paired: one-sample on n differences; unpaired: n per arm).
+
+    ``T = (Z + delta) / sqrt(V / df)`` with ``V ~ chi2(df)``, so
+    ``P(T > c) = E_V[Phi(delta - c sqrt(V/df))]``; the expectation is integrated over the
+    chi-square quantile ``u in (0, 1)``, which stays finite and accurate for any effect size
+    (unlike the noncentral-t routines for large noncentrality).
+    """
+    from scipy import integrate
+
+    df = n - 1 if paired else 2 * n - 2
+    delta = es * math.sqrt(n if paired else n / 2)
+    c = float(sps.t.ppf(1 - alpha / 2, df))
+
+    def f(u: float) -> float:
+        s = math.sqrt(float(sps.chi2.ppf(u, df)) / df)
+        return float(sps.norm.cdf(delta - c * s) + sps.norm.cdf(-delta - c * s))
+
+    val, _ = integrate.quad(f, 0.0, 1.0, limit=200)
+    return min(1.0, max(0.0, val))
+
+
+def _min_n_for_power(es: float, *, alpha: float, power: float, paired: bool) -> int:
+    """Smallest integer n >= MIN_SEEDS with :func:`_t_test_power` >= ``power`` (doubling + bisection)."""
+    def ok(n: int) -> bool:
+        return _t_test_power(es, n, alpha=alpha, paired=paired) >= power
+
+    lo = MIN_SEEDS
+    if ok(lo):
+        return lo
+    hi = 2 * lo
+    while not ok(hi):
+        lo, hi = hi, 2 * hi
+        if hi > 10**8:
+            raise ValueError(f"power search failed for effect_size_d={es!r}")
+    while hi - lo > 1:  # invariant: not ok(lo), ok(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
 
 
 # --------------------------------------------------------------------------

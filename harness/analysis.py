@@ -1,0 +1,1012 @@
+"""Stage ``stats``: from the long-format results table of a multi-seed grid to statistical outputs.
+
+Input is ``reports/results.csv`` and the ``stats:`` spec of ``params.yaml``; output is the set of
+files under ``reports/stats/`` fixed by ``docs/pipeline.md`` (the contract). The statistics
+themselves are the tested primitives of :mod:`harness.stats`; this module selects the data,
+applies the guards, and assembles tables.
+
+Data rules
+----------
+* Only rows with ``status == complete`` enter statistics. Every other run (``failed``,
+  ``running`` = interrupted, ``missing`` = never ran) is listed in ``runs_status`` and counted in
+  ``meta['counts']``. A comparison, ANOVA, TOST or hypothesis that lost seeds (a declared run that
+  is not complete, or a complete run without a finite value for the metric) says which in its
+  ``note`` / evidence; nothing is dropped silently.
+* Scalar metrics (``stats.metrics``) are the rows with an empty ``corruption``. Per-corruption
+  accuracy (``metric=corruption_accuracy`` in ``summary.csv``) is the mean over severities of
+  the per-corruption ``accuracy`` rows of each run, then summarised across seeds.
+* Differences are always ``arm - reference`` in the metric's unit (accuracy and ECE as fractions
+  in [0, 1]). Pairing is by seed: paired tests when the arm and the reference have exactly the
+  same set of seeds, Welch otherwise (the note says so).
+* Minimum-seed guard (:data:`harness.stats.MIN_SEEDS` = 3): with fewer than 3 values in an arm (or
+  an ANOVA cell) no p-value is computed; the row carries p = NaN and a note, and the guard is
+  listed in ``meta['guards']``.
+
+Comparisons
+-----------
+One row per declared comparison x metric of ``stats.metrics``: :func:`harness.stats.compare_arms`
+(paired t + Wilcoxon, or Welch), seeded percentile bootstrap CI of the difference (``n_boot`` and
+``bootstrap_seed`` of the spec, level ``1 - alpha``), Hedges' g (d_z when paired) with CI, and the
+seeds needed for ``power`` at the observed g (``inf`` when the observed effect is 0). Holm
+(``method='holm'``) within each (family, metric) over the comparisons that have a p-value.
+
+McNemar
+-------
+Per comparison and seed present (complete) in both arms: per-example correctness
+``clean == labels`` of the reference (``a``) and the arm (``b``) on the clean test set.
+``b`` counts examples the reference gets right and the arm gets wrong, ``c`` the reverse.
+Skipped, with the reason in ``method`` (``skipped: ...``), when the predictions are absent or
+the two runs' test sets differ in length or labels.
+
+Hypothesis verdicts
+-------------------
+Each pre-declared hypothesis gets a raw p-value; the decision p-value ``p_holm`` is Holm-adjusted
+across all *tested* hypotheses (those with a p-value). Verdicts at ``alpha`` on ``p_holm``:
+
+* ``interaction``: p of the ANOVA interaction term. ``p_holm < alpha`` -> ``supported``, else
+  ``not supported``.
+* ``not_better`` ("arm is not better than reference"): p of a one-sided test of arm > reference
+  (paired t when the seed sets match, Welch otherwise). ``p_holm < alpha`` -> ``contradicted``,
+  else ``supported``. Evidence gives the mean difference with its bootstrap CI, the TOST result of
+  the named equivalence entry (if any) and whether the arm is significantly *worse*
+  (one-sided, unadjusted).
+* ``lower`` / ``higher``: one-sided test in that direction. ``p_holm < alpha`` -> ``supported``;
+  otherwise, if the one-sided test in the *opposite* direction has p < alpha (unadjusted: it is a
+  secondary check, not one of the Holm family; the evidence says so) -> ``contradicted``; else
+  ``not supported``.
+* An arm without any complete value for the metric (or missing from the results) -> ``not
+  tested``; an arm (or ANOVA cell) with 1-2 values -> ``inconclusive``. The evidence says which.
+  Neither enters the Holm family.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from harness import stats as st
+from harness.io import atomic_write_text
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "RUN_STATUSES",
+    "SCALAR_METRICS",
+    "HYPOTHESIS_KINDS",
+    "VERDICTS",
+    "COLUMNS",
+    "Analysis",
+    "analyze",
+    "default_predictions_loader",
+    "load_results",
+    "validate_stats_spec",
+]
+
+REQUIRED_COLUMNS = ("run_id", "grid", "dataset", "arm", "seed", "metric", "corruption", "severity",
+                    "value", "status", "run_dir")
+RUN_STATUSES = ("complete", "failed", "running", "missing")
+#: scalar (corruption-free) metrics a stats spec may name; plus any ``cifar10h_*`` metric
+SCALAR_METRICS = ("accuracy", "nll", "ece", "brier", "corruption_accuracy_mean15",
+                  "corruption_accuracy_mean19")
+_METRIC_PREFIXES = ("cifar10h_",)
+DEFAULT_METRICS = ("accuracy", "corruption_accuracy_mean15", "corruption_accuracy_mean19", "ece")
+HYPOTHESIS_KINDS = ("interaction", "not_better", "lower", "higher")
+VERDICTS = ("supported", "not supported", "contradicted", "inconclusive", "not tested")
+GUARD_NOTE = f"fewer than {st.MIN_SEEDS} seeds: no p-value"
+
+#: columns of each CSV under reports/stats/ (summary.csv is followed by the factor columns)
+COLUMNS: dict[str, list[str]] = {
+    "summary": ["arm", "metric", "corruption", "n", "mean", "std", "ci_low", "ci_high", "seeds"],
+    "comparisons": ["family", "arm", "reference", "metric", "n_arm", "n_ref", "paired", "test",
+                    "mean_arm", "mean_ref", "diff", "boot_ci_low", "boot_ci_high", "statistic", "df",
+                    "p", "p_holm", "reject_holm", "wilcoxon_p", "hedges_g", "g_ci_low", "g_ci_high",
+                    "seeds_for_power", "note"],
+    "mcnemar": ["family", "arm", "reference", "seed", "n", "b", "c", "statistic", "p", "method"],
+    "anova": ["name", "metric", "term", "sum_sq", "df", "F", "p", "note"],
+    "tost": ["name", "arm", "reference", "metric", "margin", "diff", "p", "p_lower", "p_upper",
+             "equivalent", "paired", "note"],
+    "runs_status": ["run_id", "arm", "seed", "status", "reason"],
+}
+HYPOTHESIS_KEYS = ("id", "statement", "kind", "verdict", "p", "p_holm", "metric", "arms", "evidence")
+
+PredictionsLoader = Callable[[str], Mapping[str, np.ndarray]]
+
+
+# =====================================================================================
+# loading and validating the results table
+# =====================================================================================
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Read ``reports/results.csv`` (see docs/pipeline.md) into a normalised DataFrame.
+
+    Text columns (and the factor columns) keep their literal text, empty cells become ``""``
+    (no "NA"/"None" guessing); ``seed`` becomes int64, ``value`` and ``severity`` float
+    (NaN where empty). Raises ``FileNotFoundError`` for a missing file and ``ValueError``
+    naming the column for a missing required column, an unknown status or a non-numeric
+    value/seed/severity.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results table {path} does not exist (it is written by stage `results`)")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
+    return _normalize_results(df, source=str(path))
+
+
+def _is_text(col: pd.Series) -> bool:
+    return col.dtype == object or pd.api.types.is_string_dtype(col.dtype)
+
+
+def _to_number(col: pd.Series, name: str, source: str) -> pd.Series:
+    raw = col.astype(object).replace({"": np.nan}) if _is_text(col) else col
+    try:
+        return pd.to_numeric(raw, errors="raise").astype(float)
+    except (ValueError, TypeError) as exc:
+        bad = pd.to_numeric(raw, errors="coerce").isna() & raw.notna()
+        example = raw[bad].iloc[0] if bad.any() else "?"
+        raise ValueError(f"{source}: column {name!r} must be numeric; got {example!r}") from exc
+
+
+def _normalize_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame:
+    """Check the required columns and coerce types (see :func:`load_results`)."""
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{source}: missing required column(s) {', '.join(map(repr, missing))}; "
+                         f"required: {', '.join(REQUIRED_COLUMNS)}")
+    df = df.copy()
+    for c in ("run_id", "grid", "dataset", "arm", "metric", "corruption", "status", "run_dir"):
+        df[c] = df[c].fillna("").astype(str)
+    for c in df.columns:  # factor columns: empty where an arm lacks the factor
+        if c not in REQUIRED_COLUMNS and _is_text(df[c]):
+            df[c] = df[c].astype(object).fillna("")
+    seed = _to_number(df["seed"], "seed", source)
+    if seed.isna().any() or not np.all(np.equal(np.mod(seed, 1), 0)):
+        bad = df.loc[seed.isna() | (np.mod(seed.fillna(0), 1) != 0), "seed"].iloc[0]
+        raise ValueError(f"{source}: column 'seed' must hold integers; got {bad!r}")
+    df["seed"] = seed.astype(np.int64)
+    df["value"] = _to_number(df["value"], "value", source)
+    df["severity"] = _to_number(df["severity"], "severity", source)
+    bad_status = ~df["status"].isin(RUN_STATUSES)
+    if bad_status.any():
+        row = df[bad_status].iloc[0]
+        raise ValueError(f"{source}: column 'status' of run {row['run_id']!r} is {row['status']!r}; "
+                         f"allowed: {', '.join(RUN_STATUSES)}")
+    n_status = df.groupby(["arm", "seed"])["status"].nunique()
+    if (n_status > 1).any():
+        arm, seed = n_status[n_status > 1].index[0]
+        raise ValueError(f"{source}: run arm={arm!r} seed={seed} has rows with several statuses "
+                         f"{sorted(df.loc[(df.arm == arm) & (df.seed == seed), 'status'].unique())}; "
+                         "a run has exactly one status")
+    comp = df[df["status"] == "complete"]
+    dup = comp.duplicated(["arm", "seed", "metric", "corruption", "severity"])
+    if dup.any():
+        row = comp[dup].iloc[0]
+        raise ValueError(f"{source}: duplicate result row for run {row['run_id']!r}: metric="
+                         f"{row['metric']!r} corruption={row['corruption']!r} severity={row['severity']}")
+    return df
+
+
+def _factor_columns(df: pd.DataFrame) -> list[str]:
+    return sorted(c for c in df.columns if c not in REQUIRED_COLUMNS)
+
+
+# =====================================================================================
+# the stats spec
+# =====================================================================================
+_TOP_KEYS = ("alpha", "n_boot", "bootstrap_seed", "power", "metrics", "comparisons", "anova",
+             "equivalence", "hypotheses")
+_ENTRY_KEYS = {  # section -> (required, optional)
+    "comparisons": (("family", "arm", "reference"), ()),
+    "anova": (("name", "metric", "arms", "factors"), ()),
+    "equivalence": (("name", "arm", "reference", "metric", "margin"), ()),
+}
+_HYP_KEYS = {
+    "interaction": (("id", "statement", "kind", "anova"), ()),
+    "not_better": (("id", "statement", "kind", "arm", "reference", "metric"), ("equivalence",)),
+    "lower": (("id", "statement", "kind", "arm", "reference", "metric"), ()),
+    "higher": (("id", "statement", "kind", "arm", "reference", "metric"), ()),
+}
+
+
+def _fail(path: str, value: Any, allowed: str) -> ValueError:
+    return ValueError(f"{path}: got {value!r}; {allowed}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_keys(entry: Any, path: str, required: tuple, optional: tuple) -> None:
+    if not isinstance(entry, Mapping):
+        raise _fail(path, entry, "expected a mapping")
+    allowed = required + optional
+    for k in entry:
+        if k not in allowed:
+            raise ValueError(f"{path}.{k}: unknown key {k!r}; allowed keys: {', '.join(allowed)}")
+    for k in required:
+        if k not in entry:
+            raise ValueError(f"{path}.{k}: missing; required keys: {', '.join(required)}")
+
+
+def _text(v: Any, path: str) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise _fail(path, v, "expected a non-empty string")
+    return v
+
+
+def _metric(v: Any, path: str) -> str:
+    if not isinstance(v, str) or not (v in SCALAR_METRICS or (v.startswith(_METRIC_PREFIXES)
+                                                               and len(v) > len("cifar10h_"))):
+        raise _fail(path, v, f"allowed metrics: {', '.join(SCALAR_METRICS)} or cifar10h_*")
+    return v
+
+
+def _arm_name(v: Any, path: str, arms: Mapping | None) -> str:
+    _text(v, path)
+    if arms is not None and v not in arms:
+        names = sorted(arms)
+        shown = ", ".join(names[:25]) + (" ..." if len(names) > 25 else "")
+        raise _fail(path, v, f"not an arm of params.yaml `arms` (declared: {shown})")
+    return v
+
+
+def _list(v: Any, path: str) -> list:
+    if v is None:
+        return []
+    if not isinstance(v, (list, tuple)):
+        raise _fail(path, v, "expected a list")
+    return list(v)
+
+
+def validate_stats_spec(spec: Mapping | None, arms: Mapping | None = None) -> dict:
+    """Validate the ``stats:`` spec of params.yaml once, at the edge; return it with defaults.
+
+    Defaults: ``alpha`` 0.05 (in (0, 1)), ``n_boot`` 2000 (int >= 100 bootstrap resamples),
+    ``bootstrap_seed`` 0 (int >= 0), ``power`` 0.8 (in (0, 1)), ``metrics`` [accuracy,
+    corruption_accuracy_mean15, corruption_accuracy_mean19, ece], and empty ``comparisons``,
+    ``anova``, ``equivalence``, ``hypotheses``. Equivalence margins are in the metric's unit
+    (> 0). When ``arms`` (the ``arms:`` mapping of params.yaml) is given, every arm named must
+    exist in it, and ANOVA arms must declare both factors and cross them fully.
+
+    Every error is a ``ValueError`` whose message starts with the field path (for example
+    ``stats.comparisons[2].reference``) and names the value and what is allowed. Unknown keys
+    are errors. The input is not modified.
+    """
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        raise _fail("stats", spec, "expected a mapping (the `stats:` section of params.yaml)")
+    if arms is not None and not isinstance(arms, Mapping):
+        raise _fail("arms", arms, "expected a mapping of arm name -> arm config")
+    for k in spec:
+        if k not in _TOP_KEYS:
+            raise ValueError(f"stats.{k}: unknown key {k!r}; allowed keys: {', '.join(_TOP_KEYS)}")
+    out: dict[str, Any] = {}
+
+    alpha = spec.get("alpha", 0.05)
+    if not (_is_number(alpha) and 0 < float(alpha) < 1):
+        raise _fail("stats.alpha", alpha, "expected a number in (0, 1)")
+    out["alpha"] = float(alpha)
+    n_boot = spec.get("n_boot", 2000)
+    if not (isinstance(n_boot, (int, np.integer)) and not isinstance(n_boot, bool) and n_boot >= 100):
+        raise _fail("stats.n_boot", n_boot, "expected an integer >= 100 (bootstrap resamples)")
+    out["n_boot"] = int(n_boot)
+    bseed = spec.get("bootstrap_seed", 0)
+    if not (isinstance(bseed, (int, np.integer)) and not isinstance(bseed, bool) and bseed >= 0):
+        raise _fail("stats.bootstrap_seed", bseed, "expected an integer >= 0")
+    out["bootstrap_seed"] = int(bseed)
+    power = spec.get("power", 0.8)
+    if not (_is_number(power) and 0 < float(power) < 1):
+        raise _fail("stats.power", power, "expected a number in (0, 1)")
+    out["power"] = float(power)
+
+    metrics = _list(spec.get("metrics", list(DEFAULT_METRICS)), "stats.metrics")
+    if not metrics:
+        raise _fail("stats.metrics", metrics, "expected a non-empty list of metric names")
+    for i, m in enumerate(metrics):
+        _metric(m, f"stats.metrics[{i}]")
+        if m in metrics[:i]:
+            raise _fail(f"stats.metrics[{i}]", m, "metrics must be unique")
+    out["metrics"] = list(metrics)
+
+    def _factors_of(arm: str) -> Mapping:
+        cfg = arms.get(arm) if arms is not None else None
+        f = cfg.get("factors") if isinstance(cfg, Mapping) else None
+        return f if isinstance(f, Mapping) else {}
+
+    comps = []
+    seen_comp = set()
+    for i, e in enumerate(_list(spec.get("comparisons"), "stats.comparisons")):
+        p = f"stats.comparisons[{i}]"
+        _check_keys(e, p, *_ENTRY_KEYS["comparisons"])
+        fam = _text(e["family"], f"{p}.family")
+        arm = _arm_name(e["arm"], f"{p}.arm", arms)
+        ref = _arm_name(e["reference"], f"{p}.reference", arms)
+        if ref == arm:
+            raise _fail(f"{p}.reference", ref, "the reference must differ from the arm")
+        if (fam, arm, ref) in seen_comp:
+            raise _fail(p, dict(e), "each (family, arm, reference) may be declared once")
+        seen_comp.add((fam, arm, ref))
+        comps.append({"family": fam, "arm": arm, "reference": ref})
+    out["comparisons"] = comps
+
+    anovas = []
+    for i, e in enumerate(_list(spec.get("anova"), "stats.anova")):
+        p = f"stats.anova[{i}]"
+        _check_keys(e, p, *_ENTRY_KEYS["anova"])
+        name = _text(e["name"], f"{p}.name")
+        if any(a["name"] == name for a in anovas):
+            raise _fail(f"{p}.name", name, "ANOVA names must be unique")
+        metric = _metric(e["metric"], f"{p}.metric")
+        a_arms = _list(e["arms"], f"{p}.arms")
+        if len(a_arms) < 2:
+            raise _fail(f"{p}.arms", e["arms"], "expected a list of at least 2 arms")
+        for j, a in enumerate(a_arms):
+            _arm_name(a, f"{p}.arms[{j}]", arms)
+            if a in a_arms[:j]:
+                raise _fail(f"{p}.arms[{j}]", a, "arms must be unique")
+        factors = _list(e["factors"], f"{p}.factors")
+        if len(factors) != 2 or not all(isinstance(f, str) and f for f in factors) \
+                or factors[0] == factors[1]:
+            raise _fail(f"{p}.factors", e["factors"], "expected exactly 2 distinct factor names")
+        if arms is not None:
+            cells = set()
+            for j, a in enumerate(a_arms):
+                fa = _factors_of(a)
+                for f in factors:
+                    if f not in fa:
+                        raise _fail(f"{p}.arms[{j}]", a, f"arm declares no factor {f!r} "
+                                    f"(its factors: {', '.join(map(str, fa)) or 'none'})")
+                cells.add((str(fa[factors[0]]), str(fa[factors[1]])))
+            la = {c[0] for c in cells}
+            lb = {c[1] for c in cells}
+            if len(la) < 2 or len(lb) < 2 or len(cells) != len(la) * len(lb):
+                raise _fail(f"{p}.arms", a_arms, f"the arms must cross {factors[0]} x {factors[1]} "
+                            f"fully with >= 2 levels each; cells present: {sorted(cells)}")
+        anovas.append({"name": name, "metric": metric, "arms": list(a_arms), "factors": list(factors)})
+    out["anova"] = anovas
+
+    equivs = []
+    for i, e in enumerate(_list(spec.get("equivalence"), "stats.equivalence")):
+        p = f"stats.equivalence[{i}]"
+        _check_keys(e, p, *_ENTRY_KEYS["equivalence"])
+        name = _text(e["name"], f"{p}.name")
+        if any(q["name"] == name for q in equivs):
+            raise _fail(f"{p}.name", name, "equivalence names must be unique")
+        arm = _arm_name(e["arm"], f"{p}.arm", arms)
+        ref = _arm_name(e["reference"], f"{p}.reference", arms)
+        if ref == arm:
+            raise _fail(f"{p}.reference", ref, "the reference must differ from the arm")
+        metric = _metric(e["metric"], f"{p}.metric")
+        margin = e["margin"]
+        if not (_is_number(margin) and math.isfinite(float(margin)) and float(margin) > 0):
+            raise _fail(f"{p}.margin", margin, "expected a finite number > 0 in the metric's unit")
+        equivs.append({"name": name, "arm": arm, "reference": ref, "metric": metric,
+                       "margin": float(margin)})
+    out["equivalence"] = equivs
+
+    hyps = []
+    anova_by = {a["name"]: a for a in anovas}
+    equiv_by = {q["name"]: q for q in equivs}
+    for i, e in enumerate(_list(spec.get("hypotheses"), "stats.hypotheses")):
+        p = f"stats.hypotheses[{i}]"
+        if not isinstance(e, Mapping):
+            raise _fail(p, e, "expected a mapping")
+        kind = e.get("kind")
+        if kind not in HYPOTHESIS_KINDS:
+            raise _fail(f"{p}.kind", kind, f"allowed kinds: {', '.join(HYPOTHESIS_KINDS)}")
+        _check_keys(e, p, *_HYP_KEYS[kind])
+        hid = _text(e["id"], f"{p}.id")
+        if any(h["id"] == hid for h in hyps):
+            raise _fail(f"{p}.id", hid, "hypothesis ids must be unique")
+        h = {"id": hid, "statement": _text(e["statement"], f"{p}.statement"), "kind": kind}
+        if kind == "interaction":
+            if e["anova"] not in anova_by:
+                raise _fail(f"{p}.anova", e["anova"],
+                            f"not a name of stats.anova (names: {', '.join(anova_by) or 'none declared'})")
+            h["anova"] = e["anova"]
+        else:
+            h["arm"] = _arm_name(e["arm"], f"{p}.arm", arms)
+            h["reference"] = _arm_name(e["reference"], f"{p}.reference", arms)
+            if h["reference"] == h["arm"]:
+                raise _fail(f"{p}.reference", h["reference"], "the reference must differ from the arm")
+            h["metric"] = _metric(e["metric"], f"{p}.metric")
+            if "equivalence" in e and e["equivalence"] is not None:
+                q = equiv_by.get(e["equivalence"])
+                if q is None:
+                    raise _fail(f"{p}.equivalence", e["equivalence"],
+                                f"not a name of stats.equivalence (names: "
+                                f"{', '.join(equiv_by) or 'none declared'})")
+                if (q["arm"], q["reference"], q["metric"]) != (h["arm"], h["reference"], h["metric"]):
+                    raise _fail(f"{p}.equivalence", e["equivalence"],
+                                f"it compares {q['arm']} vs {q['reference']} on {q['metric']}; it must "
+                                f"compare the hypothesis' arm, reference and metric ({h['arm']} vs "
+                                f"{h['reference']} on {h['metric']})")
+                h["equivalence"] = e["equivalence"]
+        hyps.append(h)
+    out["hypotheses"] = hyps
+    return copy.deepcopy(out)
+
+
+# =====================================================================================
+# predictions
+# =====================================================================================
+def default_predictions_loader(run_dir: str) -> dict[str, np.ndarray]:
+    """Load ``labels`` and ``clean`` from ``<run_dir>/predictions.npz`` (only those two arrays)."""
+    with np.load(Path(run_dir) / "predictions.npz") as z:
+        return {k: z[k] for k in ("labels", "clean") if k in z.files}
+
+
+# =====================================================================================
+# the analysis
+# =====================================================================================
+@dataclass
+class Analysis:
+    """Statistical outputs of one grid; :meth:`write` produces ``reports/stats/`` (docs/pipeline.md).
+
+    DataFrames carry exactly the contract columns (``summary`` adds the factor columns).
+    ``hypotheses`` is a list of dicts with the keys of :data:`HYPOTHESIS_KEYS`; ``meta`` holds
+    ``alpha, n_boot, power, min_seeds, guards, counts`` (the content of ``stats.json``).
+    """
+
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    mcnemar: pd.DataFrame
+    anova: pd.DataFrame
+    tost: pd.DataFrame
+    runs_status: pd.DataFrame
+    hypotheses: list = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Write every contract file under ``out_dir`` atomically; return their paths.
+
+        CSVs without index; NaN is written as an empty cell, ``inf`` as ``inf``. JSON is strict
+        (NaN/inf become ``null``).
+        """
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in ("summary", "comparisons", "mcnemar", "anova", "tost", "runs_status"):
+            path = out / f"{name}.csv"
+            atomic_write_text(path, getattr(self, name).to_csv(index=False))
+            written.append(path)
+        for name, obj in (("hypotheses.json", self.hypotheses), ("stats.json", self.meta)):
+            path = out / name
+            atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+            written.append(path)
+        return written
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, Mapping):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (bool, np.bool_)):
+        return bool(o)
+    if isinstance(o, (int, np.integer)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(float(o)) else None
+    return o
+
+
+def _tristate(col: pd.Series) -> pd.Series:
+    """True / False / None (not computed) as Python objects: written as True, False or empty."""
+    return pd.Series([None if v is None or (isinstance(v, float) and math.isnan(v)) else bool(v)
+                      for v in col], index=col.index, dtype=object)
+
+
+def _fmt(x: float, signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "nan"
+    return f"{x:+.4g}" if signed else f"{x:.4g}"
+
+
+def _seeds_text(seeds) -> str:
+    return " ".join(str(int(s)) for s in seeds)
+
+
+class _Grid:
+    """Indexed views of the normalised results: per-run status and per-(arm, metric) values."""
+
+    def __init__(self, results: pd.DataFrame, metrics: set[str]):
+        self.results = results
+        self.factor_cols = _factor_columns(results)
+        runs = results.drop_duplicates(["arm", "seed"])[["run_id", "arm", "seed", "status", "run_dir"]]
+        self.runs = runs.sort_values(["arm", "seed"]).reset_index(drop=True)
+        self.status = {(a, int(s)): stt for a, s, stt in
+                       zip(self.runs["arm"], self.runs["seed"], self.runs["status"])}
+        self.declared = {a: sorted(int(s) for s in g) for a, g in self.runs.groupby("arm")["seed"]}
+        comp_runs = self.runs[self.runs["status"] == "complete"]
+        self.run_dir = {(a, int(s)): d for a, s, d in
+                        zip(comp_runs["arm"], comp_runs["seed"], comp_runs["run_dir"])}
+        complete = results[results["status"] == "complete"]
+        self.complete = complete
+        scal = complete[(complete["corruption"] == "") & complete["metric"].isin(metrics)]
+        finite = np.isfinite(scal["value"].to_numpy())
+        self.n_nonfinite = int((~finite).sum())
+        self.nonfinite_examples = scal.loc[~finite, "run_id"].head(5).tolist()
+        self.scalar = scal[finite]
+        self.values: dict[tuple[str, str], pd.Series] = {
+            (a, m): g.set_index("seed")["value"].sort_index()
+            for (a, m), g in self.scalar.groupby(["arm", "metric"], sort=False)}
+        self.arm_factors = (results.groupby("arm")[self.factor_cols].first()
+                            if self.factor_cols else pd.DataFrame(index=sorted(self.declared)))
+
+    def vals(self, arm: str, metric: str) -> pd.Series:
+        return self.values.get((arm, metric), pd.Series(dtype=float, index=pd.Index([], dtype=np.int64)))
+
+    def lost(self, arm: str, metric: str) -> str:
+        """'' or a phrase listing the declared seeds of ``arm`` without a value for ``metric``."""
+        if arm not in self.declared:
+            return f"{arm} has no runs in the results"
+        have = set(self.vals(arm, metric).index)
+        parts = []
+        for s in self.declared[arm]:
+            if s not in have:
+                stt = self.status[(arm, s)]
+                parts.append(f"s{s} ({stt if stt != 'complete' else 'no finite ' + metric + ' value'})")
+        return f"{arm} lost seeds {', '.join(parts)}" if parts else ""
+
+
+def _status_reason(status: str, run_dir: str) -> str:
+    """Reason text for a non-complete run: from ``<run_dir>/status.json`` when readable."""
+    info: dict = {}
+    if run_dir:
+        try:
+            info = json.loads((Path(run_dir) / "status.json").read_text())
+        except (OSError, ValueError):
+            info = {}
+    if isinstance(info, dict) and info.get("reason"):
+        where = ", ".join(f"{k} {info[k]}" for k in ("epoch", "step") if info.get(k) is not None)
+        return f"{info['reason']}" + (f" (at {where})" if where else "")
+    return {"failed": "failed (no reason recorded)",
+            "running": "interrupted: status still 'running'",
+            "missing": "never ran (no status.json)"}.get(status, status)
+
+
+def analyze(results: pd.DataFrame, spec: Mapping | None, *,
+            predictions_loader: PredictionsLoader | None = None) -> Analysis:
+    """Turn the long-format results table into the statistical outputs of the contract.
+
+    ``results``: the table of :func:`load_results` (a DataFrame with the contract columns;
+    it is normalised again here, so a hand-built frame works). ``spec``: the ``stats:`` spec
+    (validated with :func:`validate_stats_spec`). ``predictions_loader(run_dir)`` returns a
+    mapping with ``labels`` and ``clean`` arrays for McNemar (default:
+    :func:`default_predictions_loader`). See the module docstring for the rules.
+    """
+    spec = validate_stats_spec(spec)
+    results = _normalize_results(results)
+    loader = predictions_loader or default_predictions_loader
+    alpha, n_boot, power = spec["alpha"], spec["n_boot"], spec["power"]
+    needed = set(spec["metrics"]) | {a["metric"] for a in spec["anova"]} \
+        | {q["metric"] for q in spec["equivalence"]} \
+        | {h["metric"] for h in spec["hypotheses"] if "metric" in h}
+    grid = _Grid(results, needed)
+    guards: list[str] = []
+    if grid.n_nonfinite:
+        guards.append(f"non-finite values: {grid.n_nonfinite} value(s) of complete runs are NaN/inf and "
+                      f"were left out (runs {', '.join(grid.nonfinite_examples)}"
+                      f"{' ...' if grid.n_nonfinite > 5 else ''})")
+
+    summary = _summary(grid, spec["metrics"], guards)
+    comparisons = _comparisons(grid, spec, guards)
+    mcnemar = _mcnemar(grid, spec["comparisons"], loader, guards)
+    anova, anova_state = _anova(grid, spec["anova"], guards)
+    tost, tost_state = _tost(grid, spec["equivalence"], alpha, guards)
+    hypotheses = _hypotheses(grid, spec, anova_state, tost_state, guards)
+
+    bad = grid.runs[grid.runs["status"] != "complete"]
+    runs_status = pd.DataFrame({
+        "run_id": bad["run_id"].to_numpy(), "arm": bad["arm"].to_numpy(),
+        "seed": bad["seed"].to_numpy(), "status": bad["status"].to_numpy(),
+        "reason": [_status_reason(s, d) for s, d in zip(bad["status"], bad["run_dir"])],
+    }, columns=COLUMNS["runs_status"])
+
+    status_counts = grid.runs["status"].value_counts()
+    n_mc_skip = int(mcnemar["method"].str.startswith("skipped").sum()) if len(mcnemar) else 0
+    counts = {
+        "runs": int(len(grid.runs)),
+        **{s: int(status_counts.get(s, 0)) for s in RUN_STATUSES},
+        "arms": int(len(grid.declared)),
+        "seeds": sorted({int(s) for s in grid.runs["seed"]}),
+        "result_rows": int(len(results)),
+        "nonfinite_values_dropped": grid.n_nonfinite,
+        "comparisons": int(len(comparisons)),
+        "comparisons_tested": int(comparisons["p"].notna().sum()) if len(comparisons) else 0,
+        "comparisons_min_seed_guard": int(comparisons["note"].str.contains(GUARD_NOTE, regex=False).sum())
+        if len(comparisons) else 0,
+        "mcnemar_tests": int(len(mcnemar) - n_mc_skip),
+        "mcnemar_skipped": n_mc_skip,
+        "anova": len(spec["anova"]),
+        "tost": len(spec["equivalence"]),
+        "hypotheses": len(hypotheses),
+        "verdicts": {v: sum(h["verdict"] == v for h in hypotheses) for v in VERDICTS},
+    }
+    meta = {"alpha": alpha, "n_boot": n_boot, "power": power, "min_seeds": st.MIN_SEEDS,
+            "guards": guards, "counts": counts}
+    return Analysis(summary=summary, comparisons=comparisons, mcnemar=mcnemar, anova=anova,
+                    tost=tost, runs_status=runs_status, hypotheses=hypotheses, meta=meta)
+
+
+# ------------------------------------------------------------------------------ summary
+def _describe(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """n, mean, std (ddof=1) and the seeds of ``value`` per ``keys`` group (one row per seed)."""
+    if df.empty:
+        return pd.DataFrame({"n": pd.Series(dtype=np.int64), "mean": pd.Series(dtype=float),
+                             "std": pd.Series(dtype=float), "seeds": pd.Series(dtype=object)},
+                            index=pd.MultiIndex.from_arrays([[] for _ in keys], names=keys))
+    g = df.groupby(keys, sort=False)
+    agg = g["value"].agg(["size", "mean", "std"]).rename(columns={"size": "n"})
+    agg["seeds"] = g["seed"].agg(lambda s: _seeds_text(sorted(s))).astype(object)
+    return agg
+
+
+def _summary(grid: _Grid, metrics: list[str], guards: list[str]) -> pd.DataFrame:
+    arms = sorted(grid.declared)
+    scal = grid.scalar[grid.scalar["metric"].isin(metrics)]
+    agg = _describe(scal, ["arm", "metric"])
+    idx = pd.MultiIndex.from_product([arms, metrics], names=["arm", "metric"])
+    agg = agg.reindex(idx)
+    agg["n"] = agg["n"].fillna(0).astype(np.int64)
+    agg["seeds"] = agg["seeds"].astype(object).fillna("")
+    agg = agg.reset_index()
+    agg["corruption"] = ""
+
+    cor = grid.complete[(grid.complete["metric"] == "accuracy") & (grid.complete["corruption"] != "")]
+    cor = cor[np.isfinite(cor["value"].to_numpy())]
+    per_run = cor.groupby(["arm", "seed", "corruption"], sort=False)["value"].mean().reset_index()
+    cagg = _describe(per_run, ["arm", "corruption"]).reset_index()
+    cagg["metric"] = "corruption_accuracy"
+    cagg = cagg.sort_values(["arm", "corruption"])
+
+    out = pd.concat([agg, cagg], ignore_index=True) if len(cagg) else agg
+    out["n"] = out["n"].astype(np.int64)
+    low, high = st.t_ci_mean(out["mean"].to_numpy(), out["std"].to_numpy(), out["n"].to_numpy(), 0.95)
+    out["ci_low"], out["ci_high"] = low, high
+    out = out[COLUMNS["summary"]]
+    if grid.factor_cols:
+        out = out.join(grid.arm_factors, on="arm")
+    n_small = int(((out["n"] > 0) & (out["n"] < 2)).sum())
+    if n_small:
+        guards.append(f"summary: {n_small} row(s) with a single seed have NaN std and CI (n < 2)")
+    return out.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------ comparisons
+def _pair_note(va: pd.Series, vr: pd.Series) -> str:
+    return (f"seed sets differ (arm: {_seeds_text(va.index)}; reference: {_seeds_text(vr.index)}): "
+            "unpaired Welch t")
+
+
+def _comparisons(grid: _Grid, spec: dict, guards: list[str]) -> pd.DataFrame:
+    alpha = spec["alpha"]
+    rows = []
+    for c in spec["comparisons"]:
+        fam, arm, ref = c["family"], c["arm"], c["reference"]
+        for metric in spec["metrics"]:
+            va, vr = grid.vals(arm, metric), grid.vals(ref, metric)
+            notes = [x for x in (grid.lost(arm, metric), grid.lost(ref, metric)) if x]
+            row: dict[str, Any] = {
+                "family": fam, "arm": arm, "reference": ref, "metric": metric,
+                "n_arm": len(va), "n_ref": len(vr),
+                "paired": (set(va.index) == set(vr.index)) if len(va) and len(vr) else None,
+                "test": "", "mean_arm": va.mean() if len(va) else math.nan,
+                "mean_ref": vr.mean() if len(vr) else math.nan,
+            }
+            row["diff"] = row["mean_arm"] - row["mean_ref"]
+            if len(va) < st.MIN_SEEDS or len(vr) < st.MIN_SEEDS:
+                notes.append(GUARD_NOTE)
+                guards.append(f"{GUARD_NOTE}: comparison {fam}: {arm} vs {ref} on {metric} "
+                              f"(n_arm={len(va)}, n_ref={len(vr)})")
+                row["test"] = "none"
+            else:
+                if not row["paired"]:
+                    notes.append(_pair_note(va, vr))
+                r = st.compare_arms(vr.to_numpy(), va.to_numpy(), seeds_a=vr.index.tolist(),
+                                    seeds_b=va.index.tolist(), n_boot=spec["n_boot"],
+                                    seed=spec["bootstrap_seed"], alpha=alpha)
+                g = r["hedges_g"]
+                if math.isnan(g):
+                    sfp = math.inf if r["diff"] == 0 else math.nan
+                    if r["diff"] != 0:
+                        notes.append("zero variance: effect size and seeds_for_power undefined")
+                else:
+                    try:
+                        sfp = st.seeds_for_power(g, alpha=alpha, power=spec["power"], paired=r["paired"])
+                    except ValueError as exc:
+                        sfp = math.nan
+                        notes.append(f"seeds_for_power not computed: {exc}")
+                if math.isnan(r["pvalue"]):
+                    notes.append("zero variance of the differences: no p-value")
+                row.update(test=r["test"], boot_ci_low=r["boot_ci"][0], boot_ci_high=r["boot_ci"][1],
+                           statistic=r["statistic"], df=r["df"], p=r["pvalue"],
+                           wilcoxon_p=r["wilcoxon"]["pvalue"] if r["wilcoxon"] else math.nan,
+                           hedges_g=g, g_ci_low=r["g_ci"][0], g_ci_high=r["g_ci"][1],
+                           seeds_for_power=sfp)
+            row["note"] = "; ".join(notes)
+            rows.append(row)
+    df = pd.DataFrame(rows, columns=COLUMNS["comparisons"])
+    for col in ("boot_ci_low", "boot_ci_high", "statistic", "df", "p", "p_holm", "wilcoxon_p",
+                "hedges_g", "g_ci_low", "g_ci_high", "seeds_for_power"):
+        df[col] = df[col].astype(float)
+    df["reject_holm"] = pd.Series([None] * len(df), dtype=object)
+    df["paired"] = _tristate(df["paired"])
+    df["note"] = df["note"].fillna("")
+    for _, g in df.groupby(["family", "metric"], sort=False):
+        ok = g.index[g["p"].notna()]
+        if len(ok):
+            reject, adj = st.holm(df.loc[ok, "p"].to_numpy(), alpha=alpha)
+            df.loc[ok, "p_holm"] = adj
+            df.loc[ok, "reject_holm"] = pd.Series([bool(r) for r in reject], index=ok, dtype=object)
+    return df
+
+
+# ------------------------------------------------------------------------------ McNemar
+def _mcnemar(grid: _Grid, comparisons: list[dict], loader: PredictionsLoader,
+             guards: list[str]) -> pd.DataFrame:
+    cache: dict[str, tuple[np.ndarray, np.ndarray] | str] = {}
+
+    def correct(run_dir: str) -> tuple[np.ndarray, np.ndarray] | str:
+        if run_dir not in cache:
+            try:
+                pred = loader(run_dir)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                cache[run_dir] = f"predictions of {run_dir or '?'} unavailable ({type(exc).__name__})"
+                return cache[run_dir]
+            if pred is None or "labels" not in pred or "clean" not in pred:
+                cache[run_dir] = f"predictions of {run_dir or '?'} lack 'labels'/'clean'"
+            else:
+                labels = np.asarray(pred["labels"]).ravel()
+                clean = np.asarray(pred["clean"]).ravel()
+                if labels.size != clean.size or labels.size == 0:
+                    cache[run_dir] = (f"predictions of {run_dir}: clean has {clean.size} entries, "
+                                      f"labels {labels.size}")
+                else:
+                    cache[run_dir] = (labels, clean == labels)
+        return cache[run_dir]
+
+    rows = []
+    for c in comparisons:
+        fam, arm, ref = c["family"], c["arm"], c["reference"]
+        seeds = sorted(s for (a, s) in grid.run_dir if a == arm and (ref, s) in grid.run_dir)
+        skipped: list[tuple[int, str]] = []
+        for s in seeds:
+            base = {"family": fam, "arm": arm, "reference": ref, "seed": s}
+            ca, cr = correct(grid.run_dir[(arm, s)]), correct(grid.run_dir[(ref, s)])
+            reason = ca if isinstance(ca, str) else cr if isinstance(cr, str) else None
+            if reason is None and ca[0].size != cr[0].size:
+                reason = f"test-set lengths differ (arm {ca[0].size}, reference {cr[0].size})"
+            elif reason is None and not np.array_equal(ca[0], cr[0]):
+                reason = "labels differ: not the same test set"
+            if reason is not None:
+                rows.append({**base, "method": f"skipped: {reason}"})
+                skipped.append((s, reason))
+                continue
+            r = st.mcnemar_test(cr[1], ca[1])  # a = reference, b = arm
+            rows.append({**base, "n": int(ca[1].size), "b": r["b"], "c": r["c"],
+                         "statistic": r["statistic"], "p": r["pvalue"], "method": r["method"]})
+        if skipped:
+            guards.append(f"mcnemar skipped: {fam}: {arm} vs {ref}, seed(s) "
+                          f"{_seeds_text(s for s, _ in skipped)}: {skipped[0][1]}"
+                          + (" (and other reasons; see mcnemar.csv)"
+                             if len({r for _, r in skipped}) > 1 else ""))
+    df = pd.DataFrame(rows, columns=COLUMNS["mcnemar"])
+    for col in ("n", "b", "c"):
+        df[col] = df[col].astype("Int64")
+    return df
+
+
+# ------------------------------------------------------------------------------ ANOVA
+def _anova(grid: _Grid, entries: list[dict], guards: list[str]) -> tuple[pd.DataFrame, dict]:
+    rows, state = [], {}
+    for e in entries:
+        name, metric, arms, (fa, fb) = e["name"], e["metric"], e["arms"], e["factors"]
+        lost = "; ".join(x for x in (grid.lost(a, metric) for a in arms) if x)
+        single = None
+        absent = [a for a in arms if len(grid.vals(a, metric)) == 0]
+        no_col = [f for f in (fa, fb) if f not in grid.factor_cols]
+        if absent:
+            single = ("not tested", f"arms without complete {metric} values: {', '.join(absent)}")
+        elif no_col:
+            single = ("not tested", f"factor column(s) {', '.join(no_col)} absent from the results")
+        else:
+            parts = []
+            for a in arms:
+                v = grid.vals(a, metric)
+                parts.append(pd.DataFrame({"value": v.to_numpy(), fa: str(grid.arm_factors.at[a, fa]),
+                                           fb: str(grid.arm_factors.at[a, fb])}))
+            data = pd.concat(parts, ignore_index=True)
+            empty = [a for a in arms
+                     if any(pd.isna(x) or str(x) == "" for x in (grid.arm_factors.at[a, fa],
+                                                                   grid.arm_factors.at[a, fb]))]
+            cells = data.groupby([fa, fb]).size()
+            if empty:
+                single = ("not tested", f"arms without a value for {fa} or {fb}: {', '.join(empty)}")
+            elif len(cells) and cells.min() < st.MIN_SEEDS:
+                small = ", ".join(f"({fa}={i[0]}, {fb}={i[1]}): n={n}"
+                                  for i, n in cells[cells < st.MIN_SEEDS].items())
+                single = ("inconclusive", f"{GUARD_NOTE}: cell(s) {small}")
+                guards.append(f"{GUARD_NOTE}: anova {name}: {small}")
+            else:
+                try:
+                    table = st.two_way_anova(data, "value", fa, fb)
+                except ValueError as exc:
+                    single = ("not tested", f"ANOVA not computed: {exc}")
+                else:
+                    for term, r in table.iterrows():
+                        rows.append({"name": name, "metric": metric, "term": term, "sum_sq": r["sum_sq"],
+                                     "df": r["df"], "F": r["F"], "p": r["PR(>F)"], "note": lost})
+                    p = float(table.loc[f"{fa}:{fb}", "PR(>F)"])
+                    state[name] = {"state": "tested", "p": p, "entry": e, "lost": lost,
+                                   "F": float(table.loc[f"{fa}:{fb}", "F"]),
+                                   "df": (float(table.loc[f"{fa}:{fb}", "df"]),
+                                          float(table.loc["Residual", "df"]))}
+        if single is not None:
+            note = "; ".join(x for x in (single[1], lost) if x)
+            rows.append({"name": name, "metric": metric, "term": "", "sum_sq": math.nan, "df": math.nan,
+                         "F": math.nan, "p": math.nan, "note": note})
+            state[name] = {"state": single[0], "p": math.nan, "entry": e, "lost": lost, "why": single[1]}
+    return pd.DataFrame(rows, columns=COLUMNS["anova"]), state
+
+
+# ------------------------------------------------------------------------------ TOST
+def _tost(grid: _Grid, entries: list[dict], alpha: float,
+          guards: list[str]) -> tuple[pd.DataFrame, dict]:
+    rows, state = [], {}
+    for e in entries:
+        name, arm, ref, metric, margin = e["name"], e["arm"], e["reference"], e["metric"], e["margin"]
+        va, vr = grid.vals(arm, metric), grid.vals(ref, metric)
+        notes = [x for x in (grid.lost(arm, metric), grid.lost(ref, metric)) if x]
+        paired = set(va.index) == set(vr.index) if len(va) and len(vr) else None
+        row = {"name": name, "arm": arm, "reference": ref, "metric": metric, "margin": margin,
+               "diff": (va.mean() - vr.mean()) if len(va) and len(vr) else math.nan,
+               "p": math.nan, "p_lower": math.nan, "p_upper": math.nan, "equivalent": None,
+               "paired": paired}
+        if len(va) < st.MIN_SEEDS or len(vr) < st.MIN_SEEDS:
+            notes.append(GUARD_NOTE)
+            guards.append(f"{GUARD_NOTE}: tost {name} (n_arm={len(va)}, n_ref={len(vr)})")
+        else:
+            if not paired:
+                notes.append(_pair_note(va, vr))
+            try:
+                r = st.tost_equivalence(vr.to_numpy(), va.to_numpy(), margin, paired=bool(paired),
+                                        alpha=alpha)
+            except ValueError as exc:
+                notes.append(f"TOST not computed: {exc}")
+            else:
+                row.update(diff=r["diff"], p=r["pvalue"], p_lower=r["p_lower"], p_upper=r["p_upper"],
+                           equivalent=r["equivalent"])
+                if r["method"].startswith("degenerate"):
+                    notes.append(r["method"])
+        row["note"] = "; ".join(notes)
+        rows.append(row)
+        state[name] = row
+    df = pd.DataFrame(rows, columns=COLUMNS["tost"])
+    df["equivalent"] = _tristate(df["equivalent"])
+    df["paired"] = _tristate(df["paired"])
+    return df, state
+
+
+# ------------------------------------------------------------------------------ hypotheses
+def _hypotheses(grid: _Grid, spec: dict, anova_state: dict, tost_state: dict,
+                guards: list[str]) -> list[dict]:
+    alpha = spec["alpha"]
+    recs = []
+    for h in spec["hypotheses"]:
+        rec: dict[str, Any] = {"id": h["id"], "statement": h["statement"], "kind": h["kind"],
+                               "verdict": None, "p": math.nan, "p_holm": math.nan}
+        if h["kind"] == "interaction":
+            a = anova_state[h["anova"]]
+            e = a["entry"]
+            rec.update(metric=e["metric"], arms=list(e["arms"]))
+            fa, fb = e["factors"]
+            if a["state"] != "tested":
+                rec["verdict"] = a["state"]
+                rec["evidence"] = f"ANOVA {h['anova']}: {a['why']}"
+            elif math.isnan(a["p"]):
+                rec["verdict"] = "inconclusive"
+                rec["evidence"] = f"ANOVA {h['anova']}: the interaction F test is undefined (zero residual)"
+            else:
+                rec["p"] = a["p"]
+                rec["_evidence"] = (f"two-way ANOVA {h['anova']} (Type II) on {e['metric']}: "
+                                    f"{fa} x {fb} interaction F({a['df'][0]:g}, {a['df'][1]:g}) = "
+                                    f"{_fmt(a['F'])}, p = {_fmt(a['p'])}")
+            if a["lost"]:
+                rec["_lost"] = a["lost"]
+        else:
+            arm, ref, metric = h["arm"], h["reference"], h["metric"]
+            rec.update(metric=metric, arms=[arm, ref])
+            va, vr = grid.vals(arm, metric), grid.vals(ref, metric)
+            lost = "; ".join(x for x in (grid.lost(arm, metric), grid.lost(ref, metric)) if x)
+            if lost:
+                rec["_lost"] = lost
+            absent = [x for x, v in ((arm, va), (ref, vr)) if len(v) == 0]
+            few = [f"{x} (n={len(v)})" for x, v in ((arm, va), (ref, vr)) if 0 < len(v) < st.MIN_SEEDS]
+            if absent:
+                rec["verdict"] = "not tested"
+                rec["evidence"] = f"no complete {metric} values for {', '.join(absent)}"
+            elif few:
+                rec["verdict"] = "inconclusive"
+                rec["evidence"] = f"{GUARD_NOTE}: {', '.join(few)}"
+                guards.append(f"{GUARD_NOTE}: hypothesis {h['id']}: {', '.join(few)}")
+            else:
+                _directional(rec, h, va, vr, spec, tost_state)
+        recs.append(rec)
+
+    tested = [r for r in recs if r["verdict"] is None]
+    if tested:
+        _, adj = st.holm([r["p"] for r in tested], alpha=alpha)
+        for r, pa in zip(tested, adj):
+            r["p_holm"] = float(pa)
+    m = len(tested)
+    for r in recs:
+        if r["verdict"] is None:
+            sig = r["p_holm"] < alpha
+            if r["kind"] == "interaction":
+                r["verdict"] = "supported" if sig else "not supported"
+            elif r["kind"] == "not_better":
+                r["verdict"] = "contradicted" if sig else "supported"
+            else:
+                r["verdict"] = ("supported" if sig else
+                                "contradicted" if r["_p_opposite"] < alpha else "not supported")
+            r["evidence"] = (f"{r['_evidence']}; Holm-adjusted over {m} tested hypothesis(es): "
+                             f"p_holm = {_fmt(r['p_holm'])} {'<' if sig else '>='} alpha = {alpha:g}"
+                             + (f"; {r['_tail']}" if r.get("_tail") else ""))
+        if r.get("_lost"):
+            r["evidence"] += f"; lost runs: {r['_lost']}"
+    return [{k: r[k] for k in HYPOTHESIS_KEYS} for r in recs]
+
+
+def _directional(rec: dict, h: dict, va: pd.Series, vr: pd.Series, spec: dict,
+                 tost_state: dict) -> None:
+    """Fill p and the evidence of a not_better / lower / higher hypothesis (n >= MIN_SEEDS)."""
+    alpha = spec["alpha"]
+    arm, ref, metric = h["arm"], h["reference"], h["metric"]
+    paired = set(va.index) == set(vr.index)
+    a, b = vr.to_numpy(), va.to_numpy()  # already sorted by seed; diff = b - a = arm - reference
+    cmp = st.compare_arms(a, b, seeds_a=vr.index.tolist(), seeds_b=va.index.tolist(),
+                          n_boot=spec["n_boot"], seed=spec["bootstrap_seed"], alpha=alpha)
+    design = (f"{len(va)} paired seeds" if paired else
+              f"unpaired, {len(va)} vs {len(vr)} seeds (seed sets differ)")
+    lvl = f"{100 * (1 - alpha):g}%"
+    diff_txt = (f"mean difference {arm} - {ref} on {metric} = {_fmt(cmp['diff'], True)} "
+                f"[{lvl} bootstrap CI {_fmt(cmp['boot_ci'][0], True)}, {_fmt(cmp['boot_ci'][1], True)}], "
+                f"{design}")
+    test = "paired t" if paired else "Welch t"
+    direction = {"not_better": "greater", "higher": "greater", "lower": "less"}[h["kind"]]
+    opposite = "less" if direction == "greater" else "greater"
+    main = st.one_sided_t(a, b, alternative=direction, paired=paired)
+    other = st.one_sided_t(a, b, alternative=opposite, paired=paired)
+    sym = ">" if direction == "greater" else "<"
+    rec["p"] = main["pvalue"]
+    rec["_p_opposite"] = other["pvalue"]
+    rec["_evidence"] = (f"{diff_txt}; one-sided {test} ({arm} {sym} {ref}): p = {_fmt(main['pvalue'])}")
+    tail = []
+    if h["kind"] == "not_better":
+        q = tost_state.get(h.get("equivalence")) if h.get("equivalence") else None
+        if q is not None:
+            if q["equivalent"] is None:
+                tail.append(f"TOST {h['equivalence']} (margin +/-{q['margin']:g}) not computed"
+                            f" ({q['note'] or 'no result'})")
+            else:
+                verdict = "equivalent" if q["equivalent"] else "equivalence not shown"
+                tail.append(f"TOST {h['equivalence']}: {verdict} within +/-{q['margin']:g} "
+                            f"(p = {_fmt(q['p'])})")
+        worse = other["pvalue"] < alpha
+        tail.append(f"{arm} is {'significantly' if worse else 'not significantly'} worse than {ref} "
+                    f"(one-sided {test}, p = {_fmt(other['pvalue'])}, unadjusted)")
+    else:
+        osym = "<" if sym == ">" else ">"
+        tail.append(f"opposite direction ({arm} {osym} {ref}): one-sided p = {_fmt(other['pvalue'])} "
+                    "(unadjusted: a secondary check, not in the Holm family)")
+    rec["_tail"] = "; ".join(tail)
