@@ -157,12 +157,18 @@ def _validate(raw: Any, source: str) -> Grid:
     for k in fit:
         if k not in _FIT_KEYS:
             _fail(f"fit.{k}", fit[k], f"absent (allowed: {sorted(_FIT_KEYS)})")
+    from harness.analysis import validate_stats_spec
+
+    try:
+        stats_spec = validate_stats_spec(raw.get("stats"), {n: a for n, a in arms.items()})
+    except ValueError as exc:
+        raise ConfigError(f"params field {exc}") from None
     rc = raw.get("reference_comparable", False)
     if not isinstance(rc, bool):
         _fail("reference_comparable", rc, "true or false")
     grid = Grid(name=raw["grid"], dataset=raw["dataset"], data_source=raw.get("data_source"),
                 seeds=tuple(seeds), run_arms=tuple(run_arms), base=dict(raw["base"]), evaluation=dict(evaluation),
-                arms=arms, reference_comparable=rc, fit=dict(fit), stats=dict(raw.get("stats") or {}),
+                arms=arms, reference_comparable=rc, fit=dict(fit), stats=stats_spec,
                 raw=raw)
     from harness.datasets import DATASET_SPECS
     from harness.pipeline_builder import build_pipeline

@@ -187,8 +187,8 @@ def stage_report(grid: Grid, **_) -> None:
     from harness.io import provenance
     from harness.report import write_report
 
-    fit_dirs = {src: FITTED_ROOT / grid.dataset / src for src in ("hvs", "proxy")
-                if (FITTED_ROOT / grid.dataset / src).is_dir()}
+    hvs_dir = FITTED_ROOT / grid.dataset / "hvs"  # the human-data fit: mapping curves over the trials
+    fit_dirs = {"hvs": hvs_dir} if hvs_dir.is_dir() else {}
     prov = provenance(config=None)
     prov.pop("config", None)
     prov["params_sha256"] = _params_hash()

@@ -218,3 +218,13 @@ def test_grid_and_stage_cli_errors_are_clear(capsys, monkeypatch, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(broken))
     assert main(["stage", "results"]) == 2
     assert "'run_arms'" in capsys.readouterr().err
+
+
+def test_stats_spec_is_validated_with_the_grid():
+    raw = _micro()
+    raw["stats"] = {"comparisons": [{"family": "re", "arm": "soft", "reference": "nope"}]}
+    with pytest.raises(ConfigError, match=r"stats.comparisons\[0\].reference.*'nope'"):
+        _validate(raw, "micro")
+    raw["stats"] = {"comparisons": [{"family": "re", "arm": "soft", "reference": "hard"}], "n_boot": 500}
+    g = _validate(raw, "micro")
+    assert g.stats["n_boot"] == 500 and g.stats["alpha"] == 0.05  # defaults filled in once

@@ -1,0 +1,127 @@
+"""End to end: a micro grid (2 arms x 3 seeds x 1 epoch, tiny data) through `dvc repro` in a temp copy
+of the repo, then DVC's caching: a second repro reruns nothing, and changing one arm's parameters
+reruns only that arm's stages and the stages downstream of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+COPY = ["harness", "mappings", "grids", "datasets/hvs", "datasets/reference", "dvc.yaml", ".dvc/config",
+        ".dvcignore", "pyproject.toml"]
+
+MICRO = {
+    "grid": "micro",
+    "dataset": "mnist5k",
+    "data_source": None,
+    "seeds": [0, 1, 2],
+    "run_arms": ["re_hard", "re_soft"],
+    "base": {"n_per_class": 40, "model": "smallnet", "model_kwargs": {"widths": [8, 16, 16]}, "epochs": 1,
+             "batch_size": 16, "lr": 0.05},
+    "evaluation": {"corruption_n": 30, "corruption_severities": [1, 3], "op_bins": [30]},
+    "fit": {"fallback": "polynomial", "n_boot": 10, "n_images": 30, "proxy_epochs": 6, "proxy_n_per_class": 60},
+    "reference_comparable": False,
+    "arms": {
+        "re_hard": {"factors": {"label_type": "hard", "family": "random_erasing", "re_p": 1.0, "re_smax": 0.8},
+                    "augment": ["flip", {"kind": "random_erasing", "soft": False, "params": {"p": 1.0}}]},
+        "re_soft": {"factors": {"label_type": "soft", "family": "random_erasing", "re_p": 1.0, "re_smax": 0.8},
+                    "augment": ["flip", {"kind": "random_erasing", "soft": True, "params": {"p": 1.0}}]},
+    },
+    "stats": {
+        "n_boot": 200,
+        "comparisons": [{"family": "random_erasing", "arm": "re_soft", "reference": "re_hard"}],
+        "equivalence": [{"name": "soft_vs_hard", "arm": "re_soft", "reference": "re_hard", "metric": "accuracy",
+                         "margin": 0.5}],
+        "hypotheses": [{"id": "F2", "statement": "soft is not better than hard", "kind": "not_better",
+                        "arm": "re_soft", "reference": "re_hard", "metric": "accuracy",
+                        "equivalence": "soft_vs_hard"}],
+    },
+}
+
+
+def _repro(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(cwd),
+           "SOFTBENCH_DATA": "/nonexistent"}
+    proc = subprocess.run([str(BIN / "dvc"), "repro", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, f"dvc repro failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout + proc.stderr
+
+
+def _ran(log: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", log))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    if shutil.which("dvc", path=str(BIN)) is None:
+        pytest.skip("dvc is not installed in this environment (make test installs it)")
+    dst = tmp_path_factory.mktemp("repo")
+    for rel in COPY:
+        src = ROOT / rel
+        if src.is_dir():
+            shutil.copytree(src, dst / rel, ignore=shutil.ignore_patterns("__pycache__", "fitted"))
+        else:
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst / rel)
+    (dst / "params.yaml").write_text(yaml.safe_dump(MICRO, sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    first = _repro(dst)
+    return dst, first
+
+
+def test_micro_grid_reproduces_to_a_report(repo):
+    dst, first = repo
+    assert {"prepare", "corruptions", "proxy_accuracy", "fit_mappings", "results", "stats", "report"} <= _ran(first)
+    assert {f"train@{a}-{s}" for a in ("re_hard", "re_soft") for s in range(3)} <= _ran(first)
+    assert {"evaluate@re_hard", "evaluate@re_soft"} <= _ran(first)
+
+    results = pd.read_csv(dst / "reports/results.csv")
+    assert set(results["run_id"]) == {f"{a}-s{s}" for a in ("re_hard", "re_soft") for s in range(3)}
+    assert (results["status"] == "complete").all()
+    assert {"accuracy", "corruption_accuracy_mean19", "op_accuracy", "ece"} <= set(results["metric"])
+
+    comparisons = pd.read_csv(dst / "reports/stats/comparisons.csv")
+    acc = comparisons[comparisons["metric"] == "accuracy"].iloc[0]
+    assert acc["paired"] and acc["n_arm"] == 3 and 0 <= acc["p"] <= 1
+    hyps = json.loads((dst / "reports/stats/hypotheses.json").read_text())
+    assert hyps[0]["id"] == "F2" and hyps[0]["verdict"] in {"supported", "contradicted"}
+
+    md = (dst / "reports/report.md").read_text()
+    for heading in ("F2", "re_soft", "re_hard", "±"):
+        assert heading in md
+    assert re.search(r"\|\s*random_erasing\s*\|", md), "comparisons table missing"
+    html = (dst / "reports/report.html").read_text()
+    assert "data:image/png;base64," in html and "https://" not in html and "<script src" not in html
+    metrics = json.loads((dst / "reports/metrics.json").read_text())
+    assert set(metrics["arms"]) == {"re_hard", "re_soft"}
+
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    shown = subprocess.run([str(BIN / "dvc"), "metrics", "show"], cwd=dst, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0 and "re_soft" in shown.stdout
+
+
+def test_second_repro_reruns_nothing(repo):
+    dst, _ = repo
+    assert _ran(_repro(dst)) == set()
+
+
+def test_changing_one_arm_reruns_only_that_arm(repo):
+    dst, _ = repo
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    params["arms"]["re_soft"]["set"] = {"lr": 0.02}
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = _ran(_repro(dst))
+    assert ran == {"train@re_soft-0", "train@re_soft-1", "train@re_soft-2", "evaluate@re_soft", "results",
+                   "stats", "report"}
