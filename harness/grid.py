@@ -157,7 +157,7 @@ def _validate(raw: Any, source: str) -> Grid:
     for k in fit:
         if k not in _FIT_KEYS:
             _fail(f"fit.{k}", fit[k], f"absent (allowed: {sorted(_FIT_KEYS)})")
-    from harness.analysis import validate_stats_spec
+    from harness.stats_spec import validate_stats_spec
 
     try:
         stats_spec = validate_stats_spec(raw.get("stats"), {n: a for n, a in arms.items()})
