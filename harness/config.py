@@ -110,6 +110,10 @@ def _default_augment() -> tuple[StageConfig, ...]:
 class TrainConfig:
     """Everything that determines a training run (together with the seed).
 
+    ``augment_chunk``: samples augmented per call of the batched pipeline (rounded down to whole
+    batches, at least one); larger chunks amortise kernel launches on CUDA, the result depends on it
+    only through the order of random draws.
+
     Units: ``lr`` per step of SGD; ``weight_decay`` L2 coefficient; ``epochs`` full passes;
     ``label_smoothing`` eps in [0, 1) in the chosen convention (``"other"``: eps over the K-1 wrong
     classes as in the reference; ``"uniform"``: eps/K over all K as in torch).
@@ -139,6 +143,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     eval_batch_size: int = 1000
+    augment_chunk: int = 8192
     checkpoint_every: int = 1
     corruptions: bool = True
     corruption_severities: tuple[int, ...] = (1, 2, 3, 4, 5)
@@ -184,7 +189,7 @@ class TrainConfig:
             _fail("model", self.model, f"one of {list(MODELS)}")
         if not isinstance(self.model_kwargs, dict):
             _fail("model_kwargs", self.model_kwargs, "a mapping")
-        for name in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every", "augment_chunk"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 _fail(name, v, "an int >= 1")

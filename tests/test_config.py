@@ -18,6 +18,9 @@ def test_defaults_are_valid_and_round_trip():
 def test_training_hash_ignores_evaluation_fields_only():
     base = TrainConfig.from_dict({})
     assert TrainConfig.from_dict({"eval_batch_size": 7}).training_hash() == base.training_hash()
+    for evaluation_only in ({"op_eval_bins": [10]}, {"corruption_cache": "elsewhere"}, {"corruption_n": 5}):
+        assert TrainConfig.from_dict(evaluation_only).training_hash() == base.training_hash()
+    assert TrainConfig.from_dict({"augment_chunk": 128}).training_hash() != base.training_hash()
     assert TrainConfig.from_dict({"lr": 0.05}).training_hash() != base.training_hash()
 
 
@@ -25,6 +28,9 @@ def test_training_hash_ignores_evaluation_fields_only():
     "d, field",
     [
         ({"epochs": 0}, "epochs"),
+        ({"augment_chunk": 0}, "augment_chunk"),
+        ({"op_eval_bins": [31]}, "op_eval_bins"),
+        ({"corruption_cache": ""}, "corruption_cache"),
         ({"batch_size": 1.5}, "batch_size"),
         ({"lr": -1}, "lr"),
         ({"momentum": 1.0}, "momentum"),
