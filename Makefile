@@ -2,13 +2,19 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
+# Optional: GRID=cifar10-cpu (or paper) makes grids/$(GRID).yaml the active params.yaml first;
+# DATASET=cifar100 overrides that grid's dataset (paper: cifar10 | cifar100 | tinyimagenet).
+GRID ?=
+DATASET ?=
+
 .PHONY: setup reproduce test bench
 
 setup:
 	bash scripts/setup.sh
 
-## Set up and run the main job (the DVC pipeline on the embedded offline default).
+## Set up and run the main job: the DVC pipeline on the active grid (default: quick, embedded offline data).
 reproduce: setup
+	@if [ -n "$(GRID)" ]; then softbench grid use $(GRID) $(if $(DATASET),--dataset $(DATASET)); fi
 	dvc repro
 
 ## Set up and run the test suite.
@@ -18,3 +24,4 @@ test: setup
 ## Hand-run benchmarks (never part of the tests).
 bench: setup
 	python benchmarks/augment_throughput.py
+	python benchmarks/stats_report.py

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(seeded) and cache them under datasets/prepared/<dataset>/.")
     mk.add_argument("--dataset", required=True, help="dataset name (see harness.datasets.DATASETS)")
     mk.add_argument("--data-source", default=None, help="where the raw dataset lives (default: auto-discover)")
-    mk.add_argument("--n", type=_positive_int("--n", 1), default=None, help="first N test images (default: all)")
+    mk.add_argument("--n", type=_positive_int("--n", 1), default=None, help="a class-stratified subset of N test images, the one evaluation uses with corruption_n=N "
+                         "(default: all)")
     mk.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="severities (1..5)")
     mk.add_argument("--seed", type=_positive_int("--seed", 0), default=0, help="random seed (default: 0)")
 
@@ -216,8 +217,12 @@ def _corruptions_make(args) -> int:
         bad = [s for s in args.severities if not 1 <= s <= 5]
         if bad:
             raise ValueError(f"--severities must be in 1..5, got {bad}")
-        n = args.n or len(test)
-        corrupted_test_set(test, n=n, severities=tuple(args.severities), seed=args.seed, progress=True)
+        from harness.evaluate import corruption_subset
+
+        subset, _idx = corruption_subset(test, args.n)
+        with corrupted_test_set(subset, n=len(subset), severities=tuple(args.severities), seed=args.seed,
+                                progress=True) as corr:
+            print(f"corrupted set: {corr.path}")
     except (FileNotFoundError, ValueError) as exc:
         print(f"softbench corruptions make: error: {exc}", file=sys.stderr)
         return 2

@@ -108,6 +108,17 @@ def _validate_arm(name: str, arm: Any) -> dict:
             "set": dict(arm.get("set") or {}), "reference": ref}
 
 
+def _section(raw: dict, key: str, allowed) -> dict:
+    """An optional mapping section of the grid whose keys must be among ``allowed``."""
+    section = raw.get(key) or {}
+    if not isinstance(section, dict):
+        _fail(key, section, "a mapping")
+    for k in section:
+        if k not in allowed:
+            _fail(f"{key}.{k}", section[k], f"absent (allowed: {sorted(allowed)})")
+    return section
+
+
 def _validate(raw: Any, source: str) -> Grid:
     from harness.datasets import DATASETS
 
@@ -145,18 +156,8 @@ def _validate(raw: Any, source: str) -> Grid:
     for key in ("dataset", "data_source", "seed", "augment"):
         if key in raw["base"]:
             _fail(f"base.{key}", raw["base"][key], f"absent ({key} is set by the grid, not by base)")
-    evaluation = raw.get("evaluation") or {}
-    if not isinstance(evaluation, dict):
-        _fail("evaluation", evaluation, "a mapping")
-    for k in evaluation:
-        if k not in _EVAL_KEYS:
-            _fail(f"evaluation.{k}", evaluation[k], f"absent (allowed: {sorted(_EVAL_KEYS)})")
-    fit = raw.get("fit") or {}
-    if not isinstance(fit, dict):
-        _fail("fit", fit, "a mapping")
-    for k in fit:
-        if k not in _FIT_KEYS:
-            _fail(f"fit.{k}", fit[k], f"absent (allowed: {sorted(_FIT_KEYS)})")
+    evaluation = _section(raw, "evaluation", _EVAL_KEYS)
+    fit = _section(raw, "fit", _FIT_KEYS)
     from harness.stats_spec import validate_stats_spec
 
     try:
