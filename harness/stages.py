@@ -103,7 +103,28 @@ def stage_fit_mappings(grid: Grid, progress: bool = True, **_) -> None:
     _log(f"hvs mapping set: {files['mapping_set']}")
 
 
+CODE_HASH_FILE = "code_hash.txt"
+
+
+def code_hash(roots=("harness", "mappings")) -> str:
+    """SHA-256 over the Python sources of ``roots`` (path and content, sorted): a run resumes
+    from its checkpoint only if the code that trained it is unchanged."""
+    import hashlib
+
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parents[1]
+    for root in roots:
+        for path in sorted((here / root).rglob("*.py")):
+            h.update(str(path.relative_to(here)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def stage_train(grid: Grid, arm: str, seed: int, progress: bool = True, **_) -> None:
+    """Train one run (no evaluation). DVC keeps this output between runs (``persist``), so an
+    interrupted run resumes from its checkpoint when its training config and code are unchanged and
+    it has epochs left; any other existing output (another config, other code, a finished run that
+    DVC reruns because a dependency changed) is removed and the run starts afresh."""
     import torch
 
     from harness.runs import read_status
@@ -112,15 +133,20 @@ def stage_train(grid: Grid, arm: str, seed: int, progress: bool = True, **_) -> 
     _check_cell(grid, arm, seed)
     config = arm_config(grid, arm, seed)
     run_dir = train_dir(arm, seed)
-    ckpt = run_dir / "checkpoint.pt"
+    ckpt, stamp, code = run_dir / "checkpoint.pt", run_dir / CODE_HASH_FILE, code_hash()
     resume = False
-    if ckpt.is_file():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False).get("training_hash")
-        resume = saved == config.training_hash() and read_status(run_dir)["status"] == "running"
+    if ckpt.is_file() and stamp.is_file() and stamp.read_text().strip() == code:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        resume = (saved.get("training_hash") == config.training_hash() and saved.get("epoch", 0) < config.epochs
+                  and read_status(run_dir)["status"] == "running")
     if not resume and run_dir.exists():
-        shutil.rmtree(run_dir)  # stale output of another config (DVC keeps persisted outputs)
+        shutil.rmtree(run_dir)
     if resume:
         _log(f"resuming {run_dir} from its checkpoint")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from harness.io import atomic_write_text
+
+    atomic_write_text(stamp, code + "\n")
     try:
         train(config, run_dir, resume=resume, progress=progress, evaluate=False)
     except TrainingFailed as exc:
@@ -191,6 +217,7 @@ def stage_report(grid: Grid, **_) -> None:
     fit_dirs = {"hvs": hvs_dir} if hvs_dir.is_dir() else {}
     prov = provenance(config=None)
     prov.pop("config", None)
+    prov.pop("seed", None)  # per run: in each run's provenance.json
     prov["params_sha256"] = _params_hash()
     files = write_report(REPORTS_ROOT, results_csv=REPORTS_ROOT / "results.csv", stats_dir=REPORTS_ROOT / "stats",
                          params=grid.raw, fit_dirs=fit_dirs, runs_root=".", provenance=prov)

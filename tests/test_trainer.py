@@ -141,9 +141,15 @@ def test_cli_prepare_and_corruptions_make(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["prepare", "--dataset", "mnist5k"]) == 0
     assert (tmp_path / "datasets/prepared/mnist5k/train.npz").is_file()
-    assert main(["corruptions", "make", "--dataset", "mnist5k", "--n", "8", "--severities", "1", "3"]) == 0
-    made = list((tmp_path / "datasets/prepared/mnist5k").glob("corrupted_*.npz"))
-    assert [p.name for p in made] == ["corrupted_cifar_n8_s13_seed0.npz"]
+    assert main(["corruptions", "make", "--dataset", "mnist5k", "--n", "20", "--severities", "1", "3"]) == 0
+    # the class-stratified subset that evaluation with corruption_n=20 uses (2 images per class)
+    made = list((tmp_path / "datasets/prepared/mnist5k_strat20").glob("corrupted_*.npz"))
+    assert [p.name for p in made] == ["corrupted_cifar_n20_s13_seed0.npz"]
+    import numpy as np
+
+    with np.load(made[0]) as z:
+        labels = next(z[k] for k in z.files if "label" in k)
+    assert np.bincount(labels, minlength=10).tolist() == [2] * 10
     assert main(["corruptions", "make", "--dataset", "mnist5k", "--severities", "7"]) == 2
     assert "--severities" in capsys.readouterr().err
     assert main(["prepare", "--dataset", "imagenet"]) == 2

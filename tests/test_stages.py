@@ -1,0 +1,96 @@
+"""Pipeline stages: train resumes only an interrupted run of the same config and code; evaluate records
+runs that did not train as failed instead of skipping them; results lists them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from harness import stages
+from harness.grid import _validate, arm_config
+from harness.runs import read_status
+
+GRID = {
+    "grid": "micro", "dataset": "mnist5k", "data_source": None, "seeds": [0, 1], "run_arms": ["hard"],
+    "base": {"n_per_class": 10, "model": "smallnet", "model_kwargs": {"widths": [8, 8, 8]}, "epochs": 2,
+             "batch_size": 16, "lr": 0.05},
+    "evaluation": {"corruptions": False, "op_bins": []},
+    "arms": {"hard": {"factors": {"label_type": "hard", "family": "none"}, "augment": ["flip"]}},
+}
+
+
+@pytest.fixture()
+def grid(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(GRID))
+    return _validate(GRID, "micro")
+
+
+def _epochs(run_dir) -> int:
+    return len((run_dir / "epochs.csv").read_text().strip().splitlines()) - 1
+
+
+def test_train_then_evaluate_then_results(grid, capsys):
+    stages.stage_train(grid, "hard", 0, progress=False)
+    run = stages.train_dir("hard", 0)
+    assert (run / "model.pt").is_file() and _epochs(run) == 2
+    assert (run / stages.CODE_HASH_FILE).read_text().strip() == stages.code_hash()
+    stages.stage_evaluate(grid, "hard", progress=False)  # seed 1 never trained
+    assert read_status(stages.eval_dir("hard", 0))["status"] == "complete"
+    missing = read_status(stages.eval_dir("hard", 1))
+    assert missing["status"] == "failed" and "status 'missing'" in missing["reason"]
+    stages.stage_results(grid)
+    import pandas as pd
+
+    df = pd.read_csv("reports/results.csv")
+    st = df.drop_duplicates("run_id").set_index("run_id")["status"]
+    assert st["hard-s0"] == "complete" and st["hard-s1"] == "failed"
+
+
+def test_finished_run_is_retrained_not_resumed(grid, capsys):
+    stages.stage_train(grid, "hard", 0, progress=False)
+    first = (stages.train_dir("hard", 0) / "provenance.json").read_text()
+    capsys.readouterr()
+    stages.stage_train(grid, "hard", 0, progress=False)  # DVC reran it: a dependency changed
+    assert "resuming" not in capsys.readouterr().err
+    run = stages.train_dir("hard", 0)
+    assert _epochs(run) == 2 and (run / "provenance.json").read_text() != first
+
+
+def test_interrupted_run_resumes_only_with_same_code(grid, capsys):
+    from harness.trainer import train
+
+    run = stages.train_dir("hard", 0)
+    config = arm_config(grid, "hard", 0)
+    run.mkdir(parents=True)
+    (run / stages.CODE_HASH_FILE).write_text(stages.code_hash())
+    train(config, run, progress=False, evaluate=False, stop_after_epochs=1)
+    assert read_status(run)["status"] == "running" and _epochs(run) == 1
+    stages.stage_train(grid, "hard", 0, progress=False)
+    assert "resuming" in capsys.readouterr().err and _epochs(run) == 2
+
+    # same interruption, but the code changed since: start afresh
+    import shutil
+
+    shutil.rmtree(run)
+    run.mkdir(parents=True)
+    (run / stages.CODE_HASH_FILE).write_text("0" * 16)
+    train(config, run, progress=False, evaluate=False, stop_after_epochs=1)
+    stages.stage_train(grid, "hard", 0, progress=False)
+    assert "resuming" not in capsys.readouterr().err and _epochs(run) == 2
+    assert json.loads((run / "status.json").read_text())["status"] == "running"  # trained, evaluation pending
+
+
+def test_failed_run_does_not_stop_the_sweep(grid, monkeypatch, capsys):
+    from harness import trainer
+
+    real = trainer.train
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: real(*a, **k, nan_at_step=1))
+    stages.stage_train(grid, "hard", 1, progress=False)  # returns normally
+    assert "FAILED" in capsys.readouterr().err
+    assert read_status(stages.train_dir("hard", 1))["status"] == "failed"
+    stages.stage_evaluate(grid, "hard", progress=False)
+    ev = read_status(stages.eval_dir("hard", 1))
+    assert ev["status"] == "failed" and "non-finite loss" in ev["reason"]
