@@ -46,10 +46,12 @@ across all *tested* hypotheses (those with a p-value). Verdicts at ``alpha`` on 
 * ``interaction``: p of the ANOVA interaction term. ``p_holm < alpha`` -> ``supported``, else
   ``not supported``.
 * ``not_better`` ("arm is not better than reference"): p of a one-sided test of arm > reference
-  (paired t when the seed sets match, Welch otherwise). ``p_holm < alpha`` -> ``contradicted``,
-  else ``supported``. Evidence gives the mean difference with its bootstrap CI, the TOST result of
-  the named equivalence entry (if any) and whether the arm is significantly *worse*
-  (one-sided, unadjusted).
+  (paired t when the seed sets match, Welch otherwise). ``p_holm < alpha`` -> ``contradicted``;
+  otherwise ``supported`` only with positive evidence -- the named TOST equivalence entry declares
+  equivalence, or the arm is significantly *worse* (one-sided, unadjusted) -- and ``inconclusive``
+  when neither holds (failing to show "better" is not evidence of "not better"). Evidence gives the
+  mean difference with its bootstrap CI, the TOST result and the "worse" test. Differences and
+  margins of metrics in [0, 1] are written in percentage points, as in the report.
 * ``lower`` / ``higher``: one-sided test in that direction. ``p_holm < alpha`` -> ``supported``;
   otherwise, if the one-sided test in the *opposite* direction has p < alpha (unadjusted: it is a
   secondary check, not one of the Holm family; the evidence says so) -> ``contradicted``; else
@@ -96,6 +98,10 @@ __all__ = [
 REQUIRED_COLUMNS = ("run_id", "grid", "dataset", "arm", "seed", "metric", "corruption", "severity",
                     "value", "status", "run_dir")
 RUN_STATUSES = ("complete", "failed", "running", "missing")
+#: extra columns of results.csv that are not factors (``reason``: why a run is not complete)
+_NON_FACTOR_COLUMNS = ("reason",)
+#: metrics in [0, 1] that evidence texts show in percent / percentage points, like the report
+_FRACTION_PREFIXES = ("accuracy", "corruption_accuracy", "op_accuracy", "ece", "cifar10h_accuracy")
 VERDICTS = ("supported", "not supported", "contradicted", "inconclusive", "not tested")
 GUARD_NOTE = f"fewer than {st.MIN_SEEDS} seeds: no p-value"
 
@@ -192,7 +198,9 @@ def _normalize_results(df: pd.DataFrame, source: str = "results") -> pd.DataFram
 
 
 def _factor_columns(df: pd.DataFrame) -> list[str]:
-    return sorted(c for c in df.columns if c not in REQUIRED_COLUMNS)
+    return sorted(c for c in df.columns if c not in REQUIRED_COLUMNS and c not in _NON_FACTOR_COLUMNS)
+
+
 # =====================================================================================
 def default_predictions_loader(run_dir: str) -> dict[str, np.ndarray]:
     """Load ``labels`` and ``clean`` from ``<run_dir>/predictions.npz`` (only those two arrays)."""
@@ -711,7 +719,10 @@ def _hypotheses(grid: _Grid, spec: dict, anova_state: dict, tost_state: dict,
             if r["kind"] == "interaction":
                 r["verdict"] = "supported" if sig else "not supported"
             elif r["kind"] == "not_better":
-                r["verdict"] = "contradicted" if sig else "supported"
+                # "not better" needs positive evidence: equivalence (TOST) or a significant deficit;
+                # a non-significant superiority test alone is absence of evidence -> inconclusive
+                r["verdict"] = ("contradicted" if sig else
+                                "supported" if (r["_equivalent"] or r["_worse"]) else "inconclusive")
             else:
                 r["verdict"] = ("supported" if sig else
                                 "contradicted" if r["_p_opposite"] < alpha else "not supported")
@@ -721,6 +732,13 @@ def _hypotheses(grid: _Grid, spec: dict, anova_state: dict, tost_state: dict,
         if r.get("_lost"):
             r["evidence"] += f"; lost runs: {r['_lost']}"
     return [{k: r[k] for k in HYPOTHESIS_KEYS} for r in recs]
+
+
+def _pp(x: float, metric: str, signed: bool = False) -> str:
+    """``x`` in the report's unit: percentage points for fraction metrics, else as is."""
+    if metric.startswith(_FRACTION_PREFIXES):
+        return f"{_fmt(100 * x, signed)} pp"
+    return _fmt(x, signed)
 
 
 def _directional(rec: dict, h: dict, va: pd.Series, vr: pd.Series, spec: dict,
@@ -735,9 +753,9 @@ def _directional(rec: dict, h: dict, va: pd.Series, vr: pd.Series, spec: dict,
     design = (f"{len(va)} paired seeds" if paired else
               f"unpaired, {len(va)} vs {len(vr)} seeds (seed sets differ)")
     lvl = f"{100 * (1 - alpha):g}%"
-    diff_txt = (f"mean difference {arm} - {ref} on {metric} = {_fmt(cmp['diff'], True)} "
-                f"[{lvl} bootstrap CI {_fmt(cmp['boot_ci'][0], True)}, {_fmt(cmp['boot_ci'][1], True)}], "
-                f"{design}")
+    diff_txt = (f"mean difference {arm} - {ref} on {metric} = {_pp(cmp['diff'], metric, True)} "
+                f"[{lvl} bootstrap CI {_pp(cmp['boot_ci'][0], metric, True)}, "
+                f"{_pp(cmp['boot_ci'][1], metric, True)}], {design}")
     test = "paired t" if paired else "Welch t"
     direction = {"not_better": "greater", "higher": "greater", "lower": "less"}[h["kind"]]
     opposite = "less" if direction == "greater" else "greater"
@@ -750,15 +768,18 @@ def _directional(rec: dict, h: dict, va: pd.Series, vr: pd.Series, spec: dict,
     tail = []
     if h["kind"] == "not_better":
         q = tost_state.get(h.get("equivalence")) if h.get("equivalence") else None
+        rec["_equivalent"] = bool(q is not None and q["equivalent"])
         if q is not None:
+            margin = _pp(q["margin"], metric)
             if q["equivalent"] is None:
-                tail.append(f"TOST {h['equivalence']} (margin +/-{q['margin']:g}) not computed"
+                tail.append(f"TOST {h['equivalence']} (margin +/-{margin}) not computed"
                             f" ({q['note'] or 'no result'})")
             else:
                 verdict = "equivalent" if q["equivalent"] else "equivalence not shown"
-                tail.append(f"TOST {h['equivalence']}: {verdict} within +/-{q['margin']:g} "
+                tail.append(f"TOST {h['equivalence']}: {verdict} within +/-{margin} "
                             f"(p = {_fmt(q['p'])})")
         worse = other["pvalue"] < alpha
+        rec["_worse"] = bool(worse)
         tail.append(f"{arm} is {'significantly' if worse else 'not significantly'} worse than {ref} "
                     f"(one-sided {test}, p = {_fmt(other['pvalue'])}, unadjusted)")
     else:

@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="proxy run directory to reuse or create (default: runs/proxy_<dataset>_seed<seed>)")
     fm.add_argument("--proxy-n-per-class", type=_positive_int("--proxy-n-per-class", 1), default=None,
                     help="train the proxy on a per-class subset (default: all)")
+    fm.add_argument("--measure-on", default="test", choices=("test", "train-heldout"),
+                    help="images measured: held-out test images (default), or training images outside the "
+                         "proxy's --proxy-n-per-class subset (use this when the mapping will train models "
+                         "that are evaluated on the test set; the pipeline does)")
     fm.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     from harness.stages import STAGES
@@ -249,7 +253,7 @@ def _fit_mappings(args) -> int:
         files = fit_mappings(args.dataset, args.source, out, name=args.name, n_images=args.n_images,
                              seed=args.seed, proxy_epochs=args.proxy_epochs, proxy_run=args.proxy_run,
                              proxy_n_per_class=args.proxy_n_per_class, fallback=args.fallback,
-                             n_boot=args.n_boot, progress=not args.no_progress)
+                             n_boot=args.n_boot, progress=not args.no_progress, measure_on=args.measure_on)
     except (FileNotFoundError, ValueError) as exc:
         print(f"softbench fit-mappings: error: {exc}", file=sys.stderr)
         return 2

@@ -38,7 +38,11 @@ from tqdm.auto import tqdm
 from harness.config import TrainConfig, load_config
 from harness.runs import read_status, save_npz, write_json, write_status
 
-__all__ = ["evaluate_run", "predict_probs", "stratified_indices", "corruption_subset"]
+__all__ = ["evaluate_run", "predict_probs", "stratified_indices", "corruption_subset", "EvaluationFailed"]
+
+
+class EvaluationFailed(RuntimeError):
+    """A metric came out non-finite; the run is marked failed on disk (nothing marked complete)."""
 
 CORRUPTION_SUBSET_TAG = "softbench-corruption-subset"
 
@@ -194,16 +198,24 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
         except FileNotFoundError as exc:
             notes.append(f"CIFAR-10H agreement skipped: {exc}")
         else:
-            if human.shape[0] == len(y):
+            # The rows of CIFAR-10H must be this test set's images in this order. A test set in another
+            # order (e.g. torchvision's pickles vs the class-sorted npz) would silently pair the wrong
+            # images, so the human majority label must agree with the true label (it does for ~99 %
+            # of CIFAR-10 test images; a misaligned order gives ~10 %).
+            agree = float((human.argmax(1) == y).mean()) if human.shape[0] == len(y) else 0.0
+            if human.shape[0] == len(y) and agree >= 0.9:
                 for name, value in M.human_agreement(probs, human).items():
                     rows.append(_row(f"cifar10h_{name}", value))
+            elif human.shape[0] == len(y):
+                notes.append(f"CIFAR-10H agreement skipped: its rows do not follow this test set's order "
+                             f"(human majority label = true label for only {agree:.1%} of images)")
             else:
                 notes.append(f"CIFAR-10H agreement skipped: test set has {len(y)} images, CIFAR-10H {human.shape[0]}")
 
     bad = [r for r in rows if not math.isfinite(r["value"])]
     if bad:
         write_status(out_dir, "failed", reason=f"non-finite metric {bad[0]['metric']} at evaluation")
-        raise RuntimeError(f"evaluation produced a non-finite metric: {bad[0]}")
+        raise EvaluationFailed(f"evaluation produced a non-finite metric: {bad[0]}")
     save_npz(out_dir / "predictions.npz", **preds)
     write_json(out_dir / "metrics.json", {"rows": rows, "notes": notes, "model_dir": str(run_dir),
                                           "eval_time_s": time.perf_counter() - t0})

@@ -41,6 +41,7 @@ __all__ = ["SOURCES", "fit_mappings", "plot_mapping_curves"]
 
 SOURCES: tuple[str, ...] = ("ssim", "proxy", "hvs")
 FALLBACKS: tuple[str, ...] = ("per-op", "polynomial", "ssim", "proxy")
+MEASURE_ON: tuple[str, ...] = ("test", "train-heldout")
 
 
 def _binomial_ci(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,8 +111,15 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
                  n_images: int = 500, seed: int = 0, proxy_epochs: int = 10, proxy_run: str | Path | None = None,
                  proxy_n_per_class: int | None = None, data_source: str | None = None,
                  fallback: str = "per-op", n_boot: int = 200, progress: bool = True,
-                 proxy_model: str = "smallnet", proxy_overrides: dict | None = None) -> dict:
+                 proxy_model: str = "smallnet", proxy_overrides: dict | None = None,
+                 measure_on: str = "test") -> dict:
     """Fit a mapping set from ``source`` for ``dataset``; returns the paths written.
+
+    ``measure_on`` picks the images the SSIM / proxy-accuracy measurements use: ``"test"`` (held-out
+    test images; right for a standalone study of the mappings) or ``"train-heldout"`` (training
+    images outside the proxy's ``proxy_n_per_class`` subset; the experiment pipeline uses this, since
+    its fitted mappings set the labels of models that are then scored on the test set, which must
+    not inform their training).
 
     ``proxy_model`` / ``proxy_overrides`` (TrainConfig fields such as ``model_kwargs``, ``batch_size``)
     configure the proxy trained for the ``proxy`` source (and the ``proxy`` fallback)."""
@@ -123,18 +131,31 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
         raise ValueError(f"fallback must be one of {list(FALLBACKS)}, got {fallback!r}")
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
+    if measure_on not in MEASURE_ON:
+        raise ValueError(f"measure_on must be one of {list(MEASURE_ON)}, got {measure_on!r}")
     name = name or source
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _train, test = load_dataset(dataset, source=data_source)
+    train, test = load_dataset(dataset, source=data_source)
     k = test.num_classes
-    n = min(n_images, len(test))
+    if measure_on == "test":
+        pool_set, pool = test, np.arange(len(test))
+    else:
+        if proxy_n_per_class is None:
+            raise ValueError("measure_on='train-heldout' needs proxy_n_per_class (the proxy's training subset "
+                             "per class); the other training images are the measurement pool")
+        pool_set = train
+        pool = np.setdiff1d(np.arange(len(train)), train.subset_indices(proxy_n_per_class, seed))
+        if pool.size == 0:
+            raise ValueError(f"proxy_n_per_class={proxy_n_per_class} uses every training image of {dataset}; "
+                             "nothing is left to measure on")
+    n = min(n_images, pool.size)
     import torch
 
-    # a seeded random subset: test sets are often stored sorted by class
-    idx = np.sort(np.random.default_rng(seed).permutation(len(test))[:n])
-    images = torch.from_numpy(np.ascontiguousarray(test.images[idx])).permute(0, 3, 1, 2).contiguous()
-    labels = torch.from_numpy(test.labels[idx])
+    # a seeded random subset: datasets are often stored sorted by class
+    idx = np.sort(pool[np.random.default_rng(seed).permutation(pool.size)[:n]])
+    images = torch.from_numpy(np.ascontiguousarray(pool_set.images[idx])).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(pool_set.labels[idx])
     kwargs = dict(images=images, labels=labels, k=k, n=n, seed=seed, dataset=dataset, proxy_run=proxy_run,
                   proxy_epochs=proxy_epochs, proxy_n_per_class=proxy_n_per_class, progress=progress,
                   proxy_model=proxy_model, proxy_overrides=proxy_overrides)

@@ -32,6 +32,7 @@ __all__ = ["Grid", "load_grid", "arm_config", "use_grid", "list_grids", "run_id"
 GRIDS_DIR = Path("grids")
 FITTED_ROOT = Path("datasets/fitted")
 LABEL_TYPES = ("hard", "soft", "ls")
+FITTED_SOURCES = ("hvs", "proxy")  # mapping sets the pipeline fits (stages fit_mappings, proxy_accuracy)
 _TOP_KEYS = {"grid", "description", "dataset", "data_source", "datasets_allowed", "seeds", "run_arms", "base",
              "evaluation", "arms", "reference_comparable", "fit", "stats", "report"}
 _REQUIRED = ("grid", "dataset", "seeds", "run_arms", "base", "arms")
@@ -199,12 +200,15 @@ def load_grid(path: str | Path = "params.yaml") -> Grid:
 def _resolve_mapping(value: Any, grid: Grid, where: str, resolve: bool) -> Any:
     if isinstance(value, str) and value.startswith("fitted:"):
         source = value.split(":", 1)[1]
+        if source not in FITTED_SOURCES:
+            _fail(f"{where}.mapping", value, f"one of {[f'fitted:{s}' for s in FITTED_SOURCES]} or a preset/mapping")
         path = fitted_mapping_path(grid.dataset, source)
         if not resolve:
             return "polynomial_chance"  # placeholder for validation only
         if not path.is_file():
+            stage = "fit_mappings" if source == "hvs" else "proxy_accuracy"
             raise ConfigError(f"{where}.mapping is {value!r} but {path} does not exist; run the pipeline's "
-                              f"fit_mappings stage (dvc repro fit_mappings) with '{source}' in fit.sources")
+                              f"{stage} stage first (dvc repro {stage})")
         return json.loads(path.read_text())
     return value
 

@@ -674,15 +674,22 @@ def _metric_tables(doc: _Doc, summary: pd.DataFrame, arms: list[str], arm_factor
                     s = wanted.get(a)
                     if s is not None and s in sel.index:
                         row = sel.loc[s]
+                        sd = "sd" if int(row["std_ddof"]) == 1 else "population sd"
                         vals.append(f"{_fmt(row['mean'])} ± {_fmt(row['std'])} "
-                                    f"(sd, n={_fmt_int(row['n_runs'])}; {s})")
+                                    f"({sd}, n={_fmt_int(row['n_runs'])}; {s})")
                     else:
                         vals.append("")
                 if any(vals):
                     table[f"{REFERENCE_LABEL} (mean ± sd, %)"] = vals
                     doc.para(f"Reference column: {REFERENCE_LABEL} (datasets/reference/siedel2025.csv): "
-                             "mean ± sample std over the authors' runs, not a CI and not the paper's own "
-                             "tables.")
+                             "mean ± standard deviation over the authors' runs (sample sd, or population "
+                             "sd for the RE-sweep figure's rows, as marked), not a CI and not the paper's "
+                             "own tables."
+                             + (" The paper's corruption accuracy is on the released CIFAR-C / "
+                                "Tiny-ImageNet-C files; this harness regenerates the corruptions with the "
+                                "same algorithms and parameters but other random draws, and may use a "
+                                "stratified subset of the test set (evaluation.corruption_n)."
+                                if ref_metric.startswith("corruption") else ""))
                 else:
                     doc.para("No reference (paper) column: no arm's `reference` setting is found for "
                              f"dataset `{dataset}` and metric `{ref_metric}` in the reference table.")

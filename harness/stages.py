@@ -81,7 +81,10 @@ def _fit_kwargs(grid: Grid) -> dict:
     fit = grid.fit
     overrides = {k: grid.base[k] for k in ("model_kwargs", "batch_size", "lr", "weight_decay", "device",
                                            "precision") if k in grid.base}
-    return dict(proxy_model=grid.base.get("model", "smallnet"), proxy_overrides=overrides,n_images=int(fit.get("n_images", 500)), n_boot=int(fit.get("n_boot", 200)),
+    # measured on training images the proxy did not see: the fitted mappings label the training of
+    # arms that are scored on the test set, so the test set must not inform them
+    return dict(proxy_model=grid.base.get("model", "smallnet"), proxy_overrides=overrides, measure_on="train-heldout",
+                n_images=int(fit.get("n_images", 500)), n_boot=int(fit.get("n_boot", 200)),
                 proxy_epochs=int(fit.get("proxy_epochs", 10)), proxy_n_per_class=fit.get("proxy_n_per_class"),
                 data_source=grid.data_source, proxy_run=RUNS_ROOT / "proxy" / grid.dataset, seed=0)
 
@@ -103,52 +106,78 @@ def stage_fit_mappings(grid: Grid, progress: bool = True, **_) -> None:
     _log(f"hvs mapping set: {files['mapping_set']}")
 
 
-CODE_HASH_FILE = "code_hash.txt"
+#: the code a training run depends on (also the ``train`` stage's code deps in dvc.yaml)
+TRAIN_CODE = ("harness/augment", "harness/config.py", "harness/datasets.py", "harness/grid.py", "harness/loss.py",
+              "harness/models.py", "harness/pipeline_builder.py", "harness/targets.py", "harness/trainer.py",
+              "mappings")
+STAMP_FILE = "train_stamp.json"
 
 
-def code_hash(roots=("harness", "mappings")) -> str:
-    """SHA-256 over the Python sources of ``roots`` (path and content, sorted): a run resumes
-    from its checkpoint only if the code that trained it is unchanged."""
+def code_hash(paths=TRAIN_CODE) -> str:
+    """SHA-256 over the Python sources under ``paths`` (relative to the repo; path and content,
+    sorted). A run is resumed or kept only while the code that trains it is unchanged."""
     import hashlib
 
     h = hashlib.sha256()
     here = Path(__file__).resolve().parents[1]
-    for root in roots:
-        for path in sorted((here / root).rglob("*.py")):
+    for rel in paths:
+        p = here / rel
+        for path in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
             h.update(str(path.relative_to(here)).encode())
             h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
+def _train_stamp(grid: Grid, config: TrainConfig) -> dict:
+    import hashlib
+
+    from harness.datasets import prepare_dataset
+
+    meta = prepare_dataset(grid.dataset, source=grid.data_source) / "meta.json"
+    return {"training_hash": config.training_hash(), "code": code_hash(),
+            "data": hashlib.sha256(meta.read_bytes()).hexdigest()[:16]}
+
+
 def stage_train(grid: Grid, arm: str, seed: int, progress: bool = True, **_) -> None:
-    """Train one run (no evaluation). DVC keeps this output between runs (``persist``), so an
-    interrupted run resumes from its checkpoint when its training config and code are unchanged and
-    it has epochs left; any other existing output (another config, other code, a finished run that
-    DVC reruns because a dependency changed) is removed and the run starts afresh."""
+    """Train one run (no evaluation). DVC keeps this output between runs (``persist``) and reruns the
+    stage whenever one of its declared dependencies changed; the stage then decides from the run's
+    stamp (training config hash, training code hash, dataset hash):
+
+    * same stamp, run finished   -> kept as it is (e.g. only the arm's factors or docs changed);
+    * same stamp, run interrupted -> resumed from its checkpoint;
+    * anything else               -> removed and trained afresh.
+    """
+    import json
+
     import torch
 
+    from harness.io import atomic_write_text
     from harness.runs import read_status
     from harness.trainer import TrainingFailed, train
 
     _check_cell(grid, arm, seed)
     config = arm_config(grid, arm, seed)
     run_dir = train_dir(arm, seed)
-    ckpt, stamp, code = run_dir / "checkpoint.pt", run_dir / CODE_HASH_FILE, code_hash()
-    resume = False
-    if ckpt.is_file() and stamp.is_file() and stamp.read_text().strip() == code:
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-        resume = (saved.get("training_hash") == config.training_hash() and saved.get("epoch", 0) < config.epochs
-                  and read_status(run_dir)["status"] == "running")
-    if not resume and run_dir.exists():
+    ckpt, stamp_path = run_dir / "checkpoint.pt", run_dir / STAMP_FILE
+    stamp = _train_stamp(grid, config)
+    action = "fresh"
+    if ckpt.is_file() and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
+        epoch = torch.load(ckpt, map_location="cpu", weights_only=False).get("epoch", 0)
+        status = read_status(run_dir)["status"]
+        if epoch >= config.epochs and (run_dir / "model.pt").is_file() and status != "failed":
+            action = "keep"
+        elif epoch < config.epochs and status == "running":
+            action = "resume"
+    if action == "keep":
+        _log(f"{run_dir}: finished run with the same config, code and data: kept")
+        return
+    if action == "fresh" and run_dir.exists():
         shutil.rmtree(run_dir)
-    if resume:
+    if action == "resume":
         _log(f"resuming {run_dir} from its checkpoint")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    from harness.io import atomic_write_text
-
-    atomic_write_text(stamp, code + "\n")
+    atomic_write_text(stamp_path, json.dumps(stamp) + "\n")
     try:
-        train(config, run_dir, resume=resume, progress=progress, evaluate=False)
+        train(config, run_dir, resume=action == "resume", progress=progress, evaluate=False)
     except TrainingFailed as exc:
         _log(f"run FAILED and is recorded as failed: {exc}")
 
@@ -166,7 +195,7 @@ def eval_dir(arm: str, seed: int, root: str | Path = RUNS_ROOT) -> Path:
 def stage_evaluate(grid: Grid, arm: str, progress: bool = True, **_) -> None:
     """Evaluate every seed of ``arm`` (a run that did not train is recorded as failed, not skipped)."""
     from harness.config import load_config
-    from harness.evaluate import evaluate_run
+    from harness.evaluate import EvaluationFailed, evaluate_run
     from harness.runs import read_status, write_status
 
     if arm not in grid.run_arms:
@@ -185,7 +214,7 @@ def stage_evaluate(grid: Grid, arm: str, progress: bool = True, **_) -> None:
         config = _eval_config(grid, load_config(tdir / "config.yaml"))
         try:
             evaluate_run(tdir, progress=progress, config=config, out_dir=out_dir)
-        except RuntimeError as exc:  # non-finite metric: recorded as failed by evaluate_run
+        except EvaluationFailed as exc:  # non-finite metric, recorded as failed; other errors stop the stage
             _log(f"{rid}: evaluation FAILED and is recorded as failed: {exc}")
         else:
             _log(f"{rid}: evaluated")

@@ -380,7 +380,25 @@ def test_not_better_supported_when_equal_with_tost_equivalence():
     assert v["F1"] == "not supported"
     assert out.tost["equivalent"].iloc[0] is True and out.tost["paired"].iloc[0] is True
     ev = next(h for h in out.hypotheses if h["id"] == "F2")["evidence"]
-    assert "equivalent within +/-0.5" in ev and "not significantly worse" in ev
+    assert "equivalent within +/-50 pp" in ev and "not significantly worse" in ev
+
+
+def test_not_better_without_positive_evidence_is_inconclusive():
+    """A non-significant "better" test is absence of evidence: without TOST equivalence or a
+    significant deficit, F2 is inconclusive, not supported."""
+    rng = np.random.default_rng(7)
+    vals = _interaction_values(0.0)
+    vals["ta_soft"] = vals["ta_hard"] + 0.002 + rng.normal(0, 0.01, 5)   # noisy, no clear difference
+    vals["baseline"] = BASE
+    vals["soft_crop"] = BASE - 0.05 + rng.normal(0, 0.002, 5)
+    sp = _hyp_spec()
+    sp["equivalence"][0]["margin"] = 0.0001                               # far too narrow to show
+    out = run(make_results(vals), sp)
+    h = next(x for x in out.hypotheses if x["id"] == "F2")
+    assert h["p_holm"] >= 0.05 and not out.tost["equivalent"].iloc[0]
+    assert h["verdict"] == "inconclusive"
+    assert "equivalence not shown" in h["evidence"] and "not significantly worse" in h["evidence"]
+    assert " pp" in h["evidence"]  # differences in percentage points, like the report's tables
 
 
 def test_missing_arm_is_not_tested_and_left_out_of_holm():

@@ -65,3 +65,35 @@ def test_fit_mappings_hvs_with_polynomial_fallback(tmp_path, monkeypatch):
 def test_fit_mappings_bad_input(tmp_path, capsys):
     assert main(["fit-mappings", "--dataset", "nope", "--source", "ssim", "--out", str(tmp_path)]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_measure_on_train_heldout_never_uses_test_or_proxy_images(tmp_path, monkeypatch):
+    """The pipeline's measurement pool: training images outside the proxy's subset."""
+    from harness import fit_mappings as F
+    from harness.datasets import load_dataset
+
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+
+    def spy(*, images, name, **kw):
+        seen["images"] = images
+        raise RuntimeError("stop after choosing the images")
+
+    monkeypatch.setattr(F, "_ssim_source", spy)
+    train, test = load_dataset("mnist5k")
+    for where in ("test", "train-heldout"):
+        try:
+            F.fit_mappings("mnist5k", "ssim", tmp_path / where, n_images=40, proxy_n_per_class=300,
+                           measure_on=where, progress=False)
+        except RuntimeError:
+            pass
+        got = seen.pop("images").permute(0, 2, 3, 1).numpy()
+        in_test = (got[:, None] == test.images[None]).all(axis=(2, 3, 4)).any(axis=1)
+        proxy_rows = train.subset_indices(300, 0)
+        in_proxy = (got[:, None] == train.images[proxy_rows][None]).all(axis=(2, 3, 4)).any(axis=1)
+        if where == "test":
+            assert in_test.all()
+        else:
+            assert not in_proxy.any() and not in_test.any(), "measurement must avoid test and proxy images"
+    assert main(["fit-mappings", "--dataset", "mnist5k", "--source", "ssim", "--measure-on", "train-heldout",
+                 "--out", str(tmp_path / "x"), "--no-progress"]) == 2  # needs --proxy-n-per-class

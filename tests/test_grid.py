@@ -105,8 +105,12 @@ def test_fitted_mapping_is_resolved_from_the_fit_stage(tmp_path, monkeypatch):
     raw["arms"]["soft"]["augment"] = ["flip", {"kind": "trivial_augment", "soft": True, "mapping": "fitted:hvs"}]
     monkeypatch.chdir(tmp_path)
     g = _validate(raw, "micro")  # validation does not need the fitted file
-    with pytest.raises(ConfigError, match="fit_mappings"):
+    with pytest.raises(ConfigError, match="dvc repro fit_mappings"):
         arm_config(g, "soft", 0)
+    typo = copy.deepcopy(raw)
+    typo["arms"]["soft"]["augment"][1]["mapping"] = "fitted:hsv"
+    with pytest.raises(ConfigError, match=r"'arms.soft.augment\[1\].mapping'.*fitted:hvs.*got 'fitted:hsv'"):
+        _validate(typo, "micro")
     ms = mappings.preset("polynomial_custom", 10)
     path = fitted_mapping_path("mnist5k", "hvs")
     path.parent.mkdir(parents=True)

@@ -1,5 +1,6 @@
-"""Pipeline stages: train resumes only an interrupted run of the same config and code; evaluate records
-runs that did not train as failed instead of skipping them; results lists them."""
+"""Pipeline stages: train keeps a finished run and resumes an interrupted one only when its config,
+training code and data are unchanged; evaluate records runs that did not train as failed instead of
+skipping them; results lists them."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def test_train_then_evaluate_then_results(grid, capsys):
     stages.stage_train(grid, "hard", 0, progress=False)
     run = stages.train_dir("hard", 0)
     assert (run / "model.pt").is_file() and _epochs(run) == 2
-    assert (run / stages.CODE_HASH_FILE).read_text().strip() == stages.code_hash()
+    stamp = json.loads((run / stages.STAMP_FILE).read_text())
+    assert stamp["code"] == stages.code_hash() and stamp["training_hash"] == arm_config(grid, "hard", 0).training_hash()
     stages.stage_evaluate(grid, "hard", progress=False)  # seed 1 never trained
     assert read_status(stages.eval_dir("hard", 0))["status"] == "complete"
     missing = read_status(stages.eval_dir("hard", 1))
@@ -49,14 +51,29 @@ def test_train_then_evaluate_then_results(grid, capsys):
     assert st["hard-s0"] == "complete" and st["hard-s1"] == "failed"
 
 
-def test_finished_run_is_retrained_not_resumed(grid, capsys):
+def test_finished_run_is_kept_unless_its_stamp_changed(grid, capsys):
     stages.stage_train(grid, "hard", 0, progress=False)
-    first = (stages.train_dir("hard", 0) / "provenance.json").read_text()
-    capsys.readouterr()
-    stages.stage_train(grid, "hard", 0, progress=False)  # DVC reran it: a dependency changed
-    assert "resuming" not in capsys.readouterr().err
     run = stages.train_dir("hard", 0)
+    first = (run / "provenance.json").read_text()
+    capsys.readouterr()
+    stages.stage_train(grid, "hard", 0, progress=False)  # DVC reran it (e.g. the arm's factors changed)
+    assert "kept" in capsys.readouterr().err and (run / "provenance.json").read_text() == first
+    stamp = json.loads((run / stages.STAMP_FILE).read_text())
+    (run / stages.STAMP_FILE).write_text(json.dumps({**stamp, "code": "0" * 16}))  # training code changed
+    stages.stage_train(grid, "hard", 0, progress=False)
+    err = capsys.readouterr().err
+    assert "kept" not in err and "resuming" not in err
     assert _epochs(run) == 2 and (run / "provenance.json").read_text() != first
+
+
+def test_training_code_list_matches_dvc_yaml():
+    """The code hash covers exactly the train stage's code dependencies in dvc.yaml."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    deps = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train"]["deps"]
+    code = {d for d in deps if d.startswith(("harness", "mappings"))}
+    assert code == set(stages.TRAIN_CODE)
 
 
 def test_interrupted_run_resumes_only_with_same_code(grid, capsys):
@@ -65,7 +82,7 @@ def test_interrupted_run_resumes_only_with_same_code(grid, capsys):
     run = stages.train_dir("hard", 0)
     config = arm_config(grid, "hard", 0)
     run.mkdir(parents=True)
-    (run / stages.CODE_HASH_FILE).write_text(stages.code_hash())
+    (run / stages.STAMP_FILE).write_text(json.dumps(stages._train_stamp(grid, config)))
     train(config, run, progress=False, evaluate=False, stop_after_epochs=1)
     assert read_status(run)["status"] == "running" and _epochs(run) == 1
     stages.stage_train(grid, "hard", 0, progress=False)
@@ -76,7 +93,7 @@ def test_interrupted_run_resumes_only_with_same_code(grid, capsys):
 
     shutil.rmtree(run)
     run.mkdir(parents=True)
-    (run / stages.CODE_HASH_FILE).write_text("0" * 16)
+    (run / stages.STAMP_FILE).write_text(json.dumps({**stages._train_stamp(grid, config), "code": "0" * 16}))
     train(config, run, progress=False, evaluate=False, stop_after_epochs=1)
     stages.stage_train(grid, "hard", 0, progress=False)
     assert "resuming" not in capsys.readouterr().err and _epochs(run) == 2
