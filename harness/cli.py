@@ -7,7 +7,7 @@ Subcommands:
   prepare  prepare a dataset (convert once, optionally download)
   corruptions make   generate and cache a corrupted test set (CIFAR-C style)
   demo     apply every soft augmentation to real images; write an example grid PNG and a
-           confidence summary (the main job until the training pipeline lands)
+           confidence summary
   stage    run one stage of the DVC pipeline on the active grid (params.yaml); used by dvc.yaml
   grid     list, show or activate an experiment grid (grids/<name>.yaml -> params.yaml)
   presets  print the confidence of every TrivialAugment op x bin under the mapping presets
@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="softbench",
-        description="Benchmark harness for adaptive label smoothing (soft augmentation).",
+        description="Benchmark harness for adaptive label smoothing (soft augmentation). The main job is "
+                    "the DVC pipeline: `dvc repro` runs the active grid (params.yaml; see `softbench grid`).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
