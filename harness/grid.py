@@ -74,6 +74,24 @@ class Grid:
     stats: dict
     raw: dict = field(repr=False, default_factory=dict)
 
+    def reference_mismatch(self) -> list[str]:
+        """How the trained runs depart from the paper's protocol (METHOD §4.1-4.5); empty when the
+        report may show the paper's numbers beside them (with ``reference_comparable: true``)."""
+        out = []
+        if self.dataset not in ("cifar10", "cifar100", "tinyimagenet"):
+            out.append(f"dataset {self.dataset!r} is not one of the paper's")
+        for arm in self.run_arms:
+            cfg = arm_config(self, arm, self.seeds[0], resolve_fitted=False)
+            for field_name, want in (("model", "wrn28_4"), ("epochs", 300), ("batch_size", 128), ("lr", 0.1),
+                                     ("n_per_class", None)):
+                got = getattr(cfg, field_name)
+                if got != want:
+                    out.append(f"{field_name} = {got!r} (paper: {want!r})")
+            if cfg.corruption_n is not None:
+                out.append(f"corruptions on a {cfg.corruption_n}-image subset (paper: the whole test set)")
+            break  # base settings are shared; one arm shows them
+        return out
+
     def factor_names(self) -> list[str]:
         """Sorted union of the factor names of all arms."""
         return sorted({k for a in self.arms.values() for k in a["factors"]})

@@ -628,7 +628,12 @@ def _metric_tables(doc: _Doc, summary: pd.DataFrame, arms: list[str], arm_factor
     specs = params.get("arms") or {}
     wanted = {a: str(specs[a]["reference"]) for a in arms if (specs.get(a) or {}).get("reference")}
     ref = load_reference(reference_csv) if comparable and wanted else None
-    if not comparable:
+    mismatch = params.get("reference_mismatch") or []
+    if comparable and mismatch:
+        comparable = False
+        doc.para("No reference (paper) column: params.yaml says `reference_comparable: true`, but this grid "
+                 "departs from the paper's protocol: " + "; ".join(map(str, mismatch)) + ".")
+    elif not comparable:
         doc.para(f"No reference (paper) column: this grid (dataset `{dataset}`) is not comparable with "
                  "Siedel et al. 2025 (`reference_comparable: false` in params.yaml: dataset, model or "
                  "schedule do not match the paper's).")

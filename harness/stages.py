@@ -248,8 +248,9 @@ def stage_report(grid: Grid, **_) -> None:
     prov.pop("config", None)
     prov.pop("seed", None)  # per run: in each run's provenance.json
     prov["params_sha256"] = _params_hash()
+    params = {**grid.raw, "reference_mismatch": grid.reference_mismatch()}
     files = write_report(REPORTS_ROOT, results_csv=REPORTS_ROOT / "results.csv", stats_dir=REPORTS_ROOT / "stats",
-                         params=grid.raw, fit_dirs=fit_dirs, runs_root=".", provenance=prov)
+                         params=params, fit_dirs=fit_dirs, runs_root=".", provenance=prov)
     _log(f"report: {files.get('html', REPORTS_ROOT / 'report.html')}")
 
 

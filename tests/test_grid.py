@@ -232,3 +232,15 @@ def test_stats_spec_is_validated_with_the_grid():
     raw["stats"] = {"comparisons": [{"family": "re", "arm": "soft", "reference": "hard"}], "n_boot": 500}
     g = _validate(raw, "micro")
     assert g.stats["n_boot"] == 500 and g.stats["alpha"] == 0.05  # defaults filled in once
+
+
+def test_reference_mismatch_lists_departures_from_the_paper():
+    paper = load_grid(ROOT / "grids" / "paper.yaml")
+    assert paper.reference_comparable and paper.reference_mismatch() == []
+    raw = yaml.safe_load((ROOT / "grids" / "paper.yaml").read_text())
+    raw["base"].update(epochs=1, n_per_class=100)
+    raw["evaluation"]["corruption_n"] = 200
+    shrunk = _validate(raw, "shrunk")
+    got = " | ".join(shrunk.reference_mismatch())
+    assert "epochs = 1 (paper: 300)" in got and "n_per_class = 100" in got and "200-image subset" in got
+    assert _validate(_micro(), "micro").reference_mismatch()[0].startswith("dataset 'mnist5k'")

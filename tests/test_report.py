@@ -275,6 +275,13 @@ def test_reference_column(fixture_dir, dataset, shown):
         assert "No reference (paper) column" in clean
 
 
+def test_reference_column_withheld_when_the_protocol_departs(fixture_dir):
+    params = {**_params(dataset="cifar10", comparable=True), "reference_mismatch": ["epochs = 1 (paper: 300)"]}
+    md = _run(fixture_dir, params=params)["markdown"].read_text()
+    assert REFERENCE_LABEL + " (" not in md and "96.65" not in md
+    assert "departs from the paper's protocol: epochs = 1 (paper: 300)" in md
+
+
 def test_missing_optional_data_is_skipped_with_a_sentence(tmp_path):
     arms = {k: ARMS[k] for k in ("baseline", "ta_hard")}
     _write_runs(tmp_path, arms, range(2), op_rows=False, predictions=False, failed=None)
