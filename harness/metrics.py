@@ -58,6 +58,7 @@ __all__ = [
     "brier",
     "expected_calibration_error",
     "reliability_diagram_data",
+    "confidence_bin_sums",
     "classification_metrics",
     "human_agreement",
     "load_cifar10h",
@@ -222,15 +223,22 @@ def brier(probs: Any, labels: Any) -> float:
     return float(np.mean(np.sum(d * d, axis=1)))
 
 
-def _bin_stats(p: np.ndarray, y: np.ndarray, n_bins: int) -> dict[str, np.ndarray]:
-    conf = p.max(axis=1)
-    correct = (p.argmax(axis=1) == y).astype(np.float64)
+def confidence_bin_sums(confidence: Any, correct: Any, n_bins: int = 15) -> tuple[np.ndarray, ...]:
+    """``(count, confidence_sum, correct_sum)`` per equal-width, right-closed confidence bin (see the
+    module doc; confidence 0 falls in the first bin). Sums, not means, so that several runs can be
+    pooled by adding them; ECE and :func:`reliability_diagram_data` are built on these."""
+    conf = np.asarray(confidence, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # number of interior edges strictly below conf: conf in (e_{m-1}, e_m] -> m - 1; conf == 0 -> 0; 1 -> last
     idx = np.searchsorted(edges[1:-1], conf, side="left")
-    count = np.bincount(idx, minlength=n_bins).astype(np.int64)
-    conf_sum = np.bincount(idx, weights=conf, minlength=n_bins)
-    acc_sum = np.bincount(idx, weights=correct, minlength=n_bins)
+    return (np.bincount(idx, minlength=n_bins).astype(np.int64),
+            np.bincount(idx, weights=conf, minlength=n_bins),
+            np.bincount(idx, weights=np.asarray(correct, dtype=np.float64), minlength=n_bins))
+
+
+def _bin_stats(p: np.ndarray, y: np.ndarray, n_bins: int) -> dict[str, np.ndarray]:
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    count, conf_sum, acc_sum = confidence_bin_sums(p.max(axis=1), p.argmax(axis=1) == y, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.where(count > 0, conf_sum / np.maximum(count, 1), np.nan)
         mean_acc = np.where(count > 0, acc_sum / np.maximum(count, 1), np.nan)

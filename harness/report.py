@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from harness.io import atomic_write_bytes, atomic_write_text
+from harness.metrics import confidence_bin_sums
 
 __all__ = ["REFERENCE_LABEL", "load_reference", "write_report"]
 
@@ -508,16 +509,6 @@ def _heatmap_figure(summary: pd.DataFrame, arms: list[str]):
     return ("corruption_heatmap", _png(fig), caption), None
 
 
-def _reliability_sums(conf: np.ndarray, correct: np.ndarray, n_bins: int) -> tuple[np.ndarray, ...]:
-    """Per equal-width confidence bin (lo, hi] (confidence 0 in the first bin, as
-    :func:`harness.metrics.expected_calibration_error`): count, sum of confidences, number correct."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.searchsorted(edges[1:-1], np.asarray(conf, np.float64), side="left")
-    return (np.bincount(idx, minlength=n_bins).astype(np.float64),
-            np.bincount(idx, weights=np.asarray(conf, np.float64), minlength=n_bins),
-            np.bincount(idx, weights=np.asarray(correct, np.float64), minlength=n_bins))
-
-
 def _reliability_figure(results: pd.DataFrame, arms: list[str], runs_root: Path):
     """Per arm, pooled over its complete runs' ``predictions.npz``: accuracy per confidence bin vs the
     diagonal."""
@@ -544,7 +535,7 @@ def _reliability_figure(results: pd.DataFrame, arms: list[str], runs_root: Path)
             if not (labels.shape == pred.shape == conf.shape):
                 raise ValueError(f"{path}: labels {labels.shape}, clean {pred.shape} and clean_confidence "
                                  f"{conf.shape} differ in shape")
-            c, cs, a = _reliability_sums(conf, pred.astype(np.int64) == labels, RELIABILITY_BINS)
+            c, cs, a = confidence_bin_sums(conf, pred.astype(np.int64) == labels, RELIABILITY_BINS)
             count += c
             conf_sum += cs
             acc_sum += a
