@@ -60,9 +60,11 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= labels.size:
         raise ValueError(f"n must be an int in [1, {labels.size}] (the number of labels), got {n!r}")
     rows = np.arange(labels.size, dtype=np.int64)
-    ranked = [_ranked(CORRUPTION_SUBSET_TAG, seed, rows[labels == k]) for k in np.unique(labels)]
-    order = np.array([r[i] for i in range(max(len(r) for r in ranked)) for r in ranked if i < len(r)],
-                     dtype=np.int64)
+    rank = np.empty(labels.size, dtype=np.int64)  # each row's position in its class's hash order
+    for k in np.unique(labels):
+        ranked = _ranked(CORRUPTION_SUBSET_TAG, seed, rows[labels == k])
+        rank[ranked] = np.arange(ranked.size)
+    order = np.lexsort((labels, rank))  # rank 0 of every class (in class order), then rank 1, ...
     return np.sort(order[:n])
 
 

@@ -112,7 +112,7 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
                  proxy_n_per_class: int | None = None, data_source: str | None = None,
                  fallback: str = "per-op", n_boot: int = 200, progress: bool = True,
                  proxy_model: str = "smallnet", proxy_overrides: dict | None = None,
-                 measure_on: str = "test") -> dict:
+                 measure_on: str = "test", fallback_sets: dict | None = None) -> dict:
     """Fit a mapping set from ``source`` for ``dataset``; returns the paths written.
 
     ``measure_on`` picks the images the SSIM / proxy-accuracy measurements use: ``"test"`` (held-out
@@ -122,7 +122,9 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
     not inform their training).
 
     ``proxy_model`` / ``proxy_overrides`` (TrainConfig fields such as ``model_kwargs``, ``batch_size``)
-    configure the proxy trained for the ``proxy`` source (and the ``proxy`` fallback)."""
+    configure the proxy trained for the ``proxy`` source (and the ``proxy`` fallback).
+    ``fallback_sets`` (``{"proxy" | "ssim": MappingSet}``) supplies already-fitted sets for the ``hvs``
+    fallbacks instead of measuring them again (the pipeline passes its proxy stage's result)."""
     from harness.datasets import load_dataset
 
     if source not in SOURCES:
@@ -166,6 +168,7 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
         table, ms, ylabel = _proxy_source(name=name, **kwargs)
     else:
         table, ms, ylabel, bands = _hvs_source(name=name, fallback=fallback, n_boot=n_boot,
+                                               fallback_sets=fallback_sets,
                                                image_size=int(test.images.shape[1]), **kwargs)
     if source != "hvs":
         sources = {op: source for op in TA_OPS if op in {key.rstrip("+-") for key in ms.mappings}}
@@ -226,7 +229,7 @@ def _hvs_data(distortion: str, alpha: float = 0.05):
     return hvs.fit_data(distortion, biggest), f"({biggest})"
 
 
-def _hvs_source(*, k, name, fallback, n_boot, image_size, seed, **kwargs):
+def _hvs_source(*, k, name, fallback, n_boot, image_size, seed, fallback_sets=None, **kwargs):
     from harness.augment.space import MAGNITUDE_FREE_OPS
     from mappings import conversion
     from mappings.fit import select_family
@@ -236,7 +239,7 @@ def _hvs_source(*, k, name, fallback, n_boot, image_size, seed, **kwargs):
     chosen: dict[str, mappings.Mapping] = {}
     srcs: dict[str, str] = {}
     rows, bands = [], {}
-    fallback_sets: dict[str, object] = {}
+    fallback_sets: dict[str, object] = dict(fallback_sets or {})
     poly = mappings.Polynomial(0.7, 2.0)
 
     def fallback_mapping(op: str, sign: str):

@@ -26,11 +26,13 @@ import yaml
 from harness.config import ConfigError, TrainConfig, apply_overrides
 from harness.io import atomic_write_text
 
-__all__ = ["Grid", "load_grid", "arm_config", "use_grid", "list_grids", "run_id", "GRIDS_DIR",
-           "FITTED_ROOT", "fitted_mapping_path", "LABEL_TYPES"]
+__all__ = ["Grid", "load_grid", "arm_config", "use_grid", "list_grids", "run_id", "train_dir", "eval_dir",
+           "GRIDS_DIR", "FITTED_ROOT", "RUNS_ROOT", "CORRUPTED_ROOT", "fitted_mapping_path", "LABEL_TYPES"]
 
 GRIDS_DIR = Path("grids")
 FITTED_ROOT = Path("datasets/fitted")
+RUNS_ROOT = Path("runs")
+CORRUPTED_ROOT = Path("datasets/corrupted")  # the pipeline's corrupted evaluation sets (stage corruptions)
 LABEL_TYPES = ("hard", "soft", "ls")
 FITTED_SOURCES = ("hvs", "proxy")  # mapping sets the pipeline fits (stages fit_mappings, proxy_accuracy)
 _TOP_KEYS = {"grid", "description", "dataset", "data_source", "datasets_allowed", "seeds", "run_arms", "base",
@@ -48,8 +50,18 @@ def _fail(where: str, value: Any, allowed: str) -> None:
 
 
 def run_id(arm: str, seed: int) -> str:
-    """``<arm>-s<seed>``: the run's name in ``runs/`` and in the results table."""
+    """``<arm>-s<seed>``: the run's name in the results table (and DVC's ``train@<arm>-<seed>``)."""
     return f"{arm}-s{seed}"
+
+
+def train_dir(arm: str, seed: int, root: str | Path = RUNS_ROOT) -> Path:
+    """Training output of one run: ``runs/train/<arm>/s<seed>``."""
+    return Path(root) / "train" / arm / f"s{seed}"
+
+
+def eval_dir(arm: str, seed: int, root: str | Path = RUNS_ROOT) -> Path:
+    """Evaluation output of one run: ``runs/eval/<arm>/s<seed>``."""
+    return Path(root) / "eval" / arm / f"s{seed}"
 
 
 def fitted_mapping_path(dataset: str, source: str, root: str | Path = FITTED_ROOT) -> Path:
@@ -249,7 +261,7 @@ def arm_config(grid: Grid, arm: str, seed: int, *, resolve_fitted: bool = True) 
             stage["mapping"] = _resolve_mapping(stage["mapping"], grid, f"arms.{arm}.augment[{i}]", resolve_fitted)
         augment.append(stage)
     d.update(dataset=grid.dataset, data_source=grid.data_source, seed=int(seed), augment=augment,
-             corruption_cache="datasets/corrupted")
+             corruption_cache=str(CORRUPTED_ROOT))
     try:
         return TrainConfig.from_dict(apply_overrides(d, []))
     except ConfigError as exc:

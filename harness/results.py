@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.grid import Grid, run_id
+from harness.grid import Grid, eval_dir, run_id, train_dir
 from harness.io import atomic_write_text
 from harness.runs import read_status
 
@@ -51,12 +51,12 @@ def collect_results(grid: Grid, runs_root: str | Path = "runs") -> pd.DataFrame:
         fac = grid.arms[arm]["factors"]
         for seed in grid.seeds:
             rid = run_id(arm, seed)
-            eval_dir = runs_root / "eval" / arm / f"s{seed}"
-            status, reason = _status(eval_dir, runs_root / "train" / arm / f"s{seed}")
+            edir = eval_dir(arm, seed, runs_root)
+            status, reason = _status(edir, train_dir(arm, seed, runs_root))
             head = {"run_id": rid, "grid": grid.name, "dataset": grid.dataset, "arm": arm,
                     **{f: fac.get(f, "") for f in factors}, "seed": int(seed)}
             if status == "complete":
-                rows = json.loads((eval_dir / "metrics.json").read_text())["rows"]
+                rows = json.loads((edir / "metrics.json").read_text())["rows"]
                 df = pd.DataFrame(rows, columns=["metric", "corruption", "severity", "value"])
                 bad = df[~np.isfinite(df["value"].astype(float))]
                 if len(bad):
@@ -67,7 +67,7 @@ def collect_results(grid: Grid, runs_root: str | Path = "runs") -> pd.DataFrame:
             for k, v in reversed(head.items()):
                 df.insert(0, k, v)
             df["status"] = status
-            df["run_dir"] = str(eval_dir)
+            df["run_dir"] = str(edir)
             df["reason"] = reason
             frames.append(df)
     out = pd.concat(frames, ignore_index=True)

@@ -29,12 +29,20 @@ from pathlib import Path
 import yaml
 
 from harness.config import ConfigError, TrainConfig
-from harness.grid import FITTED_ROOT, Grid, arm_config, load_grid, run_id
+from harness.grid import (
+    CORRUPTED_ROOT,
+    FITTED_ROOT,
+    RUNS_ROOT,
+    Grid,
+    arm_config,
+    eval_dir,
+    load_grid,
+    run_id,
+    train_dir,
+)
 
 __all__ = ["STAGES", "run_stage", "RUNS_ROOT", "CORRUPTED_ROOT", "REPORTS_ROOT", "train_dir", "eval_dir"]
 
-RUNS_ROOT = Path("runs")
-CORRUPTED_ROOT = Path("datasets/corrupted")
 REPORTS_ROOT = Path("reports")
 STAGES = ("prepare", "corruptions", "proxy_accuracy", "fit_mappings", "train", "evaluate", "results", "stats",
           "report")
@@ -44,14 +52,19 @@ def _log(msg: str) -> None:
     print(f"[softbench stage] {msg}", file=sys.stderr, flush=True)
 
 
+def _grid_eval_config(grid: Grid) -> TrainConfig:
+    """A config carrying the grid's current evaluation settings (they are the same for every arm)."""
+    return arm_config(grid, grid.run_arms[0], grid.seeds[0], resolve_fitted=False)
+
+
 def _eval_config(grid: Grid, config: TrainConfig) -> TrainConfig:
     """``config`` with the grid's current evaluation settings (evaluation never changes training)."""
     from dataclasses import replace
 
-    ev = arm_config(grid, grid.run_arms[0], 0, resolve_fitted=False)
+    ev = _grid_eval_config(grid)
     return replace(config, corruption_n=ev.corruption_n, corruption_severities=ev.corruption_severities,
                    op_eval_bins=ev.op_eval_bins, corruptions=ev.corruptions, eval_batch_size=ev.eval_batch_size,
-                   corruption_cache=str(CORRUPTED_ROOT))
+                   corruption_cache=ev.corruption_cache)
 
 
 def stage_prepare(grid: Grid, **_) -> None:
@@ -65,7 +78,7 @@ def stage_corruptions(grid: Grid, progress: bool = True, **_) -> None:
     from harness.datasets import load_dataset
     from harness.evaluate import corruption_subset
 
-    cfg = _eval_config(grid, arm_config(grid, grid.run_arms[0], 0, resolve_fitted=False))
+    cfg = _grid_eval_config(grid)
     if not cfg.corruptions:
         CORRUPTED_ROOT.mkdir(parents=True, exist_ok=True)
         _log("corruptions disabled in evaluation settings; nothing to build")
@@ -73,7 +86,7 @@ def stage_corruptions(grid: Grid, progress: bool = True, **_) -> None:
     _train, test = load_dataset(grid.dataset, source=grid.data_source)
     sub_set, _idx = corruption_subset(test, cfg.corruption_n)
     with corrupted_test_set(sub_set, n=len(sub_set), severities=cfg.corruption_severities, seed=0,
-                            root=CORRUPTED_ROOT, progress=progress) as corr:
+                            root=cfg.corruption_cache, progress=progress) as corr:
         _log(f"corrupted set: {corr.path}")
 
 
@@ -100,9 +113,18 @@ def stage_proxy_accuracy(grid: Grid, progress: bool = True, **_) -> None:
 def stage_fit_mappings(grid: Grid, progress: bool = True, **_) -> None:
     from harness.fit_mappings import fit_mappings
 
+    import json
+
+    import mappings
+    from harness.grid import fitted_mapping_path
+
+    # ops without human data fall back to the proxy stage's mapping set (same proxy, same images),
+    # loaded rather than measured a second time
+    proxy_json = fitted_mapping_path(grid.dataset, "proxy")
+    reuse = {"proxy": mappings.from_dict(json.loads(proxy_json.read_text()))} if proxy_json.is_file() else None
     out = FITTED_ROOT / grid.dataset / "hvs"
     files = fit_mappings(grid.dataset, "hvs", out, fallback=grid.fit.get("fallback", "per-op"), progress=progress,
-                         **_fit_kwargs(grid))
+                         fallback_sets=reuse, **_fit_kwargs(grid))
     _log(f"hvs mapping set: {files['mapping_set']}")
 
 
@@ -149,8 +171,6 @@ def stage_train(grid: Grid, arm: str, seed: int, progress: bool = True, **_) -> 
     """
     import json
 
-    import torch
-
     from harness.io import atomic_write_text
     from harness.runs import read_status
     from harness.trainer import TrainingFailed, train
@@ -162,8 +182,9 @@ def stage_train(grid: Grid, arm: str, seed: int, progress: bool = True, **_) -> 
     stamp = _train_stamp(grid, config)
     action = "fresh"
     if ckpt.is_file() and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
-        epoch = torch.load(ckpt, map_location="cpu", weights_only=False).get("epoch", 0)
-        status = read_status(run_dir)["status"]
+        # status.json records the epoch of the last checkpoint (written right after it)
+        st = read_status(run_dir)
+        status, epoch = st["status"], int(st.get("epoch") or 0)
         if epoch >= config.epochs and (run_dir / "model.pt").is_file() and status != "failed":
             action = "keep"
         elif epoch < config.epochs and status == "running":
@@ -182,24 +203,13 @@ def stage_train(grid: Grid, arm: str, seed: int, progress: bool = True, **_) -> 
         _log(f"run FAILED and is recorded as failed: {exc}")
 
 
-def train_dir(arm: str, seed: int, root: str | Path = RUNS_ROOT) -> Path:
-    """Training output of one run: ``runs/train/<arm>/s<seed>``."""
-    return Path(root) / "train" / arm / f"s{seed}"
-
-
-def eval_dir(arm: str, seed: int, root: str | Path = RUNS_ROOT) -> Path:
-    """Evaluation output of one run: ``runs/eval/<arm>/s<seed>``."""
-    return Path(root) / "eval" / arm / f"s{seed}"
-
-
 def stage_evaluate(grid: Grid, arm: str, progress: bool = True, **_) -> None:
     """Evaluate every seed of ``arm`` (a run that did not train is recorded as failed, not skipped)."""
     from harness.config import load_config
     from harness.evaluate import EvaluationFailed, evaluate_run
     from harness.runs import read_status, write_status
 
-    if arm not in grid.run_arms:
-        raise ConfigError(f"--arm {arm!r} is not in params run_arms {list(grid.run_arms)}")
+    _check_arm(grid, arm)
     arm_root = RUNS_ROOT / "eval" / arm
     if arm_root.exists():
         shutil.rmtree(arm_root)
@@ -261,11 +271,17 @@ def _params_hash(path: str | Path = "params.yaml") -> str | None:
     return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else None
 
 
+def _check_arm(grid: Grid, arm: str | None) -> None:
+    if arm is None:
+        raise ConfigError("this stage needs --arm")
+    if arm not in grid.run_arms:
+        raise ConfigError(f"--arm {arm!r} is not in params run_arms {list(grid.run_arms)}")
+
+
 def _check_cell(grid: Grid, arm: str | None, seed: int | None) -> None:
     if arm is None or seed is None:
         raise ConfigError("this stage needs --arm and --seed")
-    if arm not in grid.run_arms:
-        raise ConfigError(f"--arm {arm!r} is not in params run_arms {list(grid.run_arms)}")
+    _check_arm(grid, arm)
     if seed not in grid.seeds:
         raise ConfigError(f"--seed {seed} is not in params seeds {list(grid.seeds)}")
 
