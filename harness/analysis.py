@@ -1,64 +1,48 @@
 """Stage ``stats``: from the long-format results table of a multi-seed grid to statistical outputs.
 
 Input is ``reports/results.csv`` and the ``stats:`` spec of ``params.yaml``; output is the set of
-files under ``reports/stats/`` fixed by ``docs/pipeline.md`` (the contract). The statistics
-themselves are the tested primitives of :mod:`harness.stats`; this module selects the data,
-applies the guards, and assembles tables.
+files under ``reports/stats/`` fixed by ``docs/pipeline.md``. The statistics are the pure functions
+of :mod:`harness.stats`, the verdict rules the table of :mod:`harness.verdicts`; this module selects
+the data (pairing by seed, lost runs), applies the guards and assembles the tables.
 
 Data rules
 ----------
-* Only rows with ``status == complete`` enter statistics. Every other run (``failed``,
-  ``running`` = interrupted, ``missing`` = never ran) is listed in ``runs_status`` and counted in
-  ``meta['counts']``. A comparison, ANOVA, TOST or hypothesis that lost seeds (a declared run that
-  is not complete, or a complete run without a finite value for the metric) says which in its
-  ``note`` / evidence; nothing is dropped silently.
-* Scalar metrics (``stats.metrics``) are the rows with an empty ``corruption``. Per-corruption
-  accuracy (``metric=corruption_accuracy`` in ``summary.csv``) is the mean over severities of
-  the per-corruption ``accuracy`` rows of each run, then summarised across seeds.
-* Differences are always ``arm - reference`` in the metric's unit (accuracy and ECE as fractions
-  in [0, 1]). Pairing is by seed: paired tests when the arm and the reference have exactly the
-  same set of seeds, Welch otherwise (the note says so).
-* Minimum-seed guard (:data:`harness.stats.MIN_SEEDS` = 3): with fewer than 3 values in an arm (or
-  an ANOVA cell) no p-value is computed; the row carries p = NaN and a note, and the guard is
-  listed in ``meta['guards']``.
+* Only rows with ``status == complete`` enter statistics. Every other run (``failed``, ``corrupt``,
+  ``running`` = interrupted, ``missing`` = never ran) is listed in ``runs_status`` with its reason
+  (the ``reason`` column of results.csv, else the run's ``status.json``) and counted in
+  ``meta['counts']``; a test that lost seeds says which.
+* Differences are ``arm - reference`` in the metric's unit (accuracy and ECE as fractions).
+* **Pairing is by seed**, on the seeds all arms of a test share; the seeds dropped from the
+  pairing are named. Welch (unpaired) only when two arms share no seed at all; 1-2 common seeds
+  give no p-value. Fewer than :data:`harness.stats.MIN_SEEDS` values: no p-value (a guard).
 
-Comparisons
------------
-One row per declared comparison x metric of ``stats.metrics``: :func:`harness.stats.compare_arms`
-(paired t + Wilcoxon, or Welch), seeded percentile bootstrap CI of the difference (``n_boot`` and
-``bootstrap_seed`` of the spec, level ``1 - alpha``), Hedges' g (d_z when paired) with CI, and the
-seeds needed for ``power`` at the observed g (``inf`` when the observed effect is 0). Holm
-(``method='holm'``) within each (family, metric) over the comparisons that have a p-value.
+Hypotheses (the primary, confirmatory part)
+-------------------------------------------
+Each pre-declared hypothesis has one primary one-sided test in its declared direction:
 
-McNemar
--------
-Per comparison and seed present (complete) in both arms: per-example correctness
-``clean == labels`` of the reference (``a``) and the arm (``b``) on the clean test set.
-``b`` counts examples the reference gets right and the arm gets wrong, ``c`` the reverse.
-Skipped, with the reason in ``method`` (``skipped: ...``), when the predictions are absent or
-the two runs' test sets differ in length or labels.
+* ``interaction`` -- per seed, the gap ``arm - reference`` of every pair; with 2 pairs the
+  difference of differences ``gap_high - gap_low`` (one-sample t on the common seeds), with more
+  the slope of the gap on ``levels`` with seed fixed effects (:func:`harness.stats.trend_test`),
+  scaled to the level range. ``direction: increasing`` tests ``> 0``.
+* ``directional`` -- one-sample t on the paired differences, ``> 0`` (``higher``) or ``< 0``.
+* ``non_superiority`` -- H0 "the arm is better by the margin (``mde``) or more": one-sided t of the
+  difference against ``+mde`` (``-mde`` for lower-is-better metrics).
 
-Hypothesis verdicts
--------------------
-Each pre-declared hypothesis gets a raw p-value; the decision p-value ``p_holm`` is Holm-adjusted
-across all *tested* hypotheses (those with a p-value). Verdicts at ``alpha`` on ``p_holm``:
+The primary p-values of the tested hypotheses form **one Holm family**; the verdict follows
+:data:`harness.verdicts.RULES` from ``p_holm``, the secondary check (opposite direction, or the CI
+beyond the margin; unadjusted, labelled) and the **power** that the design had at the declared
+``mde``: from the observed SD of the per-seed contrast (and, conservatively, its one-sided
+``1 - alpha`` upper confidence bound), at ``alpha / m`` (Holm's first step, m = tested hypotheses).
 
-* ``interaction``: p of the ANOVA interaction term. ``p_holm < alpha`` -> ``supported``, else
-  ``not supported``.
-* ``not_better`` ("arm is not better than reference"): p of a one-sided test of arm > reference
-  (paired t when the seed sets match, Welch otherwise). ``p_holm < alpha`` -> ``contradicted``;
-  otherwise ``supported`` only with positive evidence -- the named TOST equivalence entry declares
-  equivalence, or the arm is significantly *worse* (one-sided, unadjusted) -- and ``inconclusive``
-  when neither holds (failing to show "better" is not evidence of "not better"). Evidence gives the
-  mean difference with its bootstrap CI, the TOST result and the "worse" test. Differences and
-  margins of metrics in [0, 1] are written in percentage points, as in the report.
-* ``lower`` / ``higher``: one-sided test in that direction. ``p_holm < alpha`` -> ``supported``;
-  otherwise, if the one-sided test in the *opposite* direction has p < alpha (unadjusted: it is a
-  secondary check, not one of the Holm family; the evidence says so) -> ``contradicted``; else
-  ``not supported``.
-* An arm without any complete value for the metric (or missing from the results) -> ``not
-  tested``; an arm (or ANOVA cell) with 1-2 values -> ``inconclusive``. The evidence says which.
-  Neither enters the Holm family.
+Secondary and exploratory tables
+--------------------------------
+* ``comparisons`` -- exploratory two-sided paired t (Welch without common seeds) with the t interval,
+  Wilcoxon, d_z (paired) or Hedges' g (unpaired) in separate columns, a BCa bootstrap interval from
+  10 pairs up; Holm over the whole table of a metric.
+* ``anova`` -- descriptive two-way repeated-measures ANOVA (seed as subject, ``AnovaRM``) on the
+  seeds common to all its arms; never a decision.
+* ``tost`` -- equivalence, paired on common seeds; ``mcnemar`` -- per seed on the saved predictions.
+* ``plan`` -- seeds needed per hypothesis for the target power at its ``mde`` (:func:`plan`).
 """
 
 from __future__ import annotations
@@ -66,7 +50,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -75,11 +59,9 @@ import pandas as pd
 
 from harness import stats as st
 from harness.io import atomic_write_text
-from harness.stats_spec import (
-    HYPOTHESIS_KINDS,
-    SCALAR_METRICS,
-    validate_stats_spec,
-)
+from harness.schema import METRICS, SCALAR_METRICS, display_scale, display_unit, metric_info
+from harness.stats_spec import HYPOTHESIS_KINDS, validate_stats_spec
+from harness.verdicts import RULES, VERDICTS, decide, power_phrase
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -89,7 +71,9 @@ __all__ = [
     "VERDICTS",
     "COLUMNS",
     "Analysis",
+    "Verdict",
     "analyze",
+    "plan",
     "default_predictions_loader",
     "load_results",
     "validate_stats_spec",
@@ -97,28 +81,28 @@ __all__ = [
 
 REQUIRED_COLUMNS = ("run_id", "grid", "dataset", "arm", "seed", "metric", "corruption", "severity",
                     "value", "status", "run_dir")
-RUN_STATUSES = ("complete", "failed", "running", "missing")
+RUN_STATUSES = ("complete", "failed", "corrupt", "running", "missing")
 #: extra columns of results.csv that are not factors (``reason``: why a run is not complete)
 _NON_FACTOR_COLUMNS = ("reason",)
-#: metrics in [0, 1] that evidence texts show in percent / percentage points, like the report
-_FRACTION_PREFIXES = ("accuracy", "corruption_accuracy", "op_accuracy", "ece", "cifar10h_accuracy")
-VERDICTS = ("supported", "not supported", "contradicted", "inconclusive", "not tested")
 GUARD_NOTE = f"fewer than {st.MIN_SEEDS} seeds: no p-value"
 
 #: columns of each CSV under reports/stats/ (summary.csv is followed by the factor columns)
 COLUMNS: dict[str, list[str]] = {
     "summary": ["arm", "metric", "corruption", "n", "mean", "std", "ci_low", "ci_high", "seeds"],
-    "comparisons": ["family", "arm", "reference", "metric", "n_arm", "n_ref", "paired", "test",
-                    "mean_arm", "mean_ref", "diff", "boot_ci_low", "boot_ci_high", "statistic", "df",
-                    "p", "p_holm", "reject_holm", "wilcoxon_p", "hedges_g", "g_ci_low", "g_ci_high",
-                    "seeds_for_power", "note"],
+    "comparisons": ["family", "arm", "reference", "metric", "n_arm", "n_ref", "n_pairs", "paired",
+                    "seeds_dropped", "test", "mean_arm", "mean_ref", "diff", "ci_low", "ci_high",
+                    "statistic", "df", "p", "p_holm", "reject_holm", "wilcoxon_p", "d_z", "d_z_ci_low",
+                    "d_z_ci_high", "hedges_g", "g_ci_low", "g_ci_high", "boot_ci_low", "boot_ci_high",
+                    "note"],
     "mcnemar": ["family", "arm", "reference", "seed", "n", "b", "c", "statistic", "p", "method"],
-    "anova": ["name", "metric", "term", "sum_sq", "df", "F", "p", "note"],
+    "anova": ["name", "metric", "term", "F", "df_num", "df_den", "p", "n_seeds", "note"],
     "tost": ["name", "arm", "reference", "metric", "margin", "diff", "p", "p_lower", "p_upper",
-             "equivalent", "paired", "note"],
+             "equivalent", "paired", "n_pairs", "note"],
     "runs_status": ["run_id", "arm", "seed", "status", "reason"],
+    "hypothesis_gaps": ["id", "panel", "level", "label", "seed", "value"],
+    "plan": ["id", "metric", "design", "n_pilot", "sd", "sd_upper", "mde", "alpha_test", "power_target",
+             "power_pilot", "power_pilot_conservative", "seeds_needed", "seeds_needed_conservative", "note"],
 }
-HYPOTHESIS_KEYS = ("id", "statement", "kind", "verdict", "p", "p_holm", "metric", "arms", "evidence")
 
 PredictionsLoader = Callable[[str], Mapping[str, np.ndarray]]
 
@@ -209,15 +193,66 @@ def default_predictions_loader(run_dir: str) -> dict[str, np.ndarray]:
 
 
 # =====================================================================================
-# the analysis
+def default_predictions_loader(run_dir: str) -> dict[str, np.ndarray]:
+    """Load ``labels`` and ``clean`` from ``<run_dir>/predictions.npz`` (only those two arrays)."""
+    with np.load(Path(run_dir) / "predictions.npz") as z:
+        return {k: z[k] for k in ("labels", "clean") if k in z.files}
+
+
 # =====================================================================================
+# result types
+# =====================================================================================
+@dataclass(frozen=True)
+class Verdict:
+    """The decision on one pre-declared hypothesis (one entry of ``hypotheses.json``).
+
+    Effects (``mde``, ``estimate``, CI, ``null``, ``sd``) are in the metric's unit; ``estimate`` is
+    the primary contrast (``arm - reference``, the difference of differences, or the trend's change
+    over the level range). ``power`` / ``power_conservative`` are the primary test's power at the
+    mde with the observed SD / its upper confidence bound, at ``alpha_power``. NaN where not computed.
+    """
+
+    id: str
+    statement: str
+    kind: str
+    metric: str
+    arms: tuple
+    direction: str
+    mde: float
+    verdict: str = "not tested"
+    verdict_text: str = ""
+    rule: str = ""
+    test: str = ""
+    alternative: str = ""
+    null: float = math.nan
+    estimate: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    statistic: float = math.nan
+    df: float = math.nan
+    p: float = math.nan
+    p_holm: float = math.nan
+    secondary: str = ""
+    p_secondary: float = math.nan
+    n_seeds: int = 0
+    seeds: tuple = ()
+    seeds_dropped: str = ""
+    sd: float = math.nan
+    sd_upper: float = math.nan
+    power: float = math.nan
+    power_conservative: float = math.nan
+    power_target: float = math.nan
+    alpha_power: float = math.nan
+    evidence: str = ""
+
+
 @dataclass
 class Analysis:
     """Statistical outputs of one grid; :meth:`write` produces ``reports/stats/`` (docs/pipeline.md).
 
     DataFrames carry exactly the contract columns (``summary`` adds the factor columns).
-    ``hypotheses`` is a list of dicts with the keys of :data:`HYPOTHESIS_KEYS`; ``meta`` holds
-    ``alpha, n_boot, power, min_seeds, guards, counts`` (the content of ``stats.json``).
+    ``hypotheses`` is a list of :class:`Verdict`; ``meta`` holds ``alpha, n_boot, power, min_seeds,
+    holm_family, rules, guards, counts`` (the content of ``stats.json``).
     """
 
     summary: pd.DataFrame
@@ -226,6 +261,8 @@ class Analysis:
     anova: pd.DataFrame
     tost: pd.DataFrame
     runs_status: pd.DataFrame
+    hypothesis_gaps: pd.DataFrame
+    plan: pd.DataFrame
     hypotheses: list = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 
@@ -238,11 +275,13 @@ class Analysis:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        for name in ("summary", "comparisons", "mcnemar", "anova", "tost", "runs_status"):
+        for name in ("summary", "comparisons", "mcnemar", "anova", "tost", "runs_status",
+                     "hypothesis_gaps", "plan"):
             path = out / f"{name}.csv"
             atomic_write_text(path, getattr(self, name).to_csv(index=False))
             written.append(path)
-        for name, obj in (("hypotheses.json", self.hypotheses), ("stats.json", self.meta)):
+        hyps = [asdict(v) for v in self.hypotheses]
+        for name, obj in (("hypotheses.json", hyps), ("stats.json", self.meta)):
             path = out / name
             atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
             written.append(path)
@@ -285,7 +324,8 @@ class _Grid:
     def __init__(self, results: pd.DataFrame, metrics: set[str]):
         self.results = results
         self.factor_cols = _factor_columns(results)
-        runs = results.drop_duplicates(["arm", "seed"])[["run_id", "arm", "seed", "status", "run_dir"]]
+        cols = ["run_id", "arm", "seed", "status", "run_dir"] + (["reason"] if "reason" in results else [])
+        runs = results.drop_duplicates(["arm", "seed"])[cols]
         self.runs = runs.sort_values(["arm", "seed"]).reset_index(drop=True)
         self.status = {(a, int(s)): stt for a, s, stt in
                        zip(self.runs["arm"], self.runs["seed"], self.runs["status"])}
@@ -321,9 +361,24 @@ class _Grid:
                 parts.append(f"s{s} ({stt if stt != 'complete' else 'no finite ' + metric + ' value'})")
         return f"{arm} lost seeds {', '.join(parts)}" if parts else ""
 
+    def common(self, arms: list[str], metric: str) -> tuple[list[int], dict[str, list[int]]]:
+        """Seeds with a value for ``metric`` in every arm of ``arms``, and per arm the seeds it has
+        that the pairing drops."""
+        have = {a: set(self.vals(a, metric).index) for a in arms}
+        common = sorted(set.intersection(*have.values())) if have else []
+        return common, {a: sorted(have[a] - set(common)) for a in arms}
 
-def _status_reason(status: str, run_dir: str) -> str:
-    """Reason text for a non-complete run: from ``<run_dir>/status.json`` when readable."""
+
+def _dropped_text(dropped: Mapping[str, list[int]]) -> str:
+    parts = [f"{a}: s{', s'.join(map(str, s))}" for a, s in dropped.items() if s]
+    return "; ".join(parts)
+
+
+def _status_reason(status: str, run_dir: str, recorded: str = "") -> str:
+    """Reason text for a non-complete run: the ``reason`` recorded in results.csv, else the run's
+    ``status.json``, else a description of the status."""
+    if recorded:
+        return recorded
     info: dict = {}
     if run_dir:
         try:
@@ -334,6 +389,7 @@ def _status_reason(status: str, run_dir: str) -> str:
         where = ", ".join(f"{k} {info[k]}" for k in ("epoch", "step") if info.get(k) is not None)
         return f"{info['reason']}" + (f" (at {where})" if where else "")
     return {"failed": "failed (no reason recorded)",
+            "corrupt": "result files unreadable (no reason recorded)",
             "running": "interrupted: status still 'running'",
             "missing": "never ran (no status.json)"}.get(status, status)
 
@@ -352,28 +408,27 @@ def analyze(results: pd.DataFrame, spec: Mapping | None, *,
     results = _normalize_results(results)
     loader = predictions_loader or default_predictions_loader
     alpha, n_boot, power = spec["alpha"], spec["n_boot"], spec["power"]
-    needed = set(spec["metrics"]) | {a["metric"] for a in spec["anova"]} \
-        | {q["metric"] for q in spec["equivalence"]} \
-        | {h["metric"] for h in spec["hypotheses"] if "metric" in h}
-    grid = _Grid(results, needed)
+    grid = _Grid(results, _needed_metrics(spec))
     guards: list[str] = []
     if grid.n_nonfinite:
         guards.append(f"non-finite values: {grid.n_nonfinite} value(s) of complete runs are NaN/inf and "
                       f"were left out (runs {', '.join(grid.nonfinite_examples)}"
                       f"{' ...' if grid.n_nonfinite > 5 else ''})")
 
-    summary = _summary(grid, spec["metrics"], guards)
+    summary = _summary(grid, spec["metrics"], guards, alpha)
     comparisons = _comparisons(grid, spec, guards)
     mcnemar = _mcnemar(grid, spec["comparisons"], loader, guards)
-    anova, anova_state = _anova(grid, spec["anova"], guards)
-    tost, tost_state = _tost(grid, spec["equivalence"], alpha, guards)
-    hypotheses = _hypotheses(grid, spec, anova_state, tost_state, guards)
+    anova = _anova(grid, spec["anova"], guards)
+    tost = _tost(grid, spec["equivalence"], alpha, guards)
+    hypotheses, gaps = _hypotheses(grid, spec, guards)
+    plan_df = _plan(grid, spec)
 
     bad = grid.runs[grid.runs["status"] != "complete"]
+    recorded = bad["reason"].fillna("").astype(str) if "reason" in bad else pd.Series([""] * len(bad))
     runs_status = pd.DataFrame({
         "run_id": bad["run_id"].to_numpy(), "arm": bad["arm"].to_numpy(),
         "seed": bad["seed"].to_numpy(), "status": bad["status"].to_numpy(),
-        "reason": [_status_reason(s, d) for s, d in zip(bad["status"], bad["run_dir"])],
+        "reason": [_status_reason(s, d, r) for s, d, r in zip(bad["status"], bad["run_dir"], recorded)],
     }, columns=COLUMNS["runs_status"])
 
     status_counts = grid.runs["status"].value_counts()
@@ -394,12 +449,21 @@ def analyze(results: pd.DataFrame, spec: Mapping | None, *,
         "anova": len(spec["anova"]),
         "tost": len(spec["equivalence"]),
         "hypotheses": len(hypotheses),
-        "verdicts": {v: sum(h["verdict"] == v for h in hypotheses) for v in VERDICTS},
+        "verdicts": {v: sum(h.verdict == v for h in hypotheses) for v in VERDICTS},
     }
-    meta = {"alpha": alpha, "n_boot": n_boot, "power": power, "min_seeds": st.MIN_SEEDS,
+    meta = {"alpha": alpha, "confidence": 1 - alpha, "n_boot": n_boot, "power": power,
+            "min_seeds": st.MIN_SEEDS,
+            "holm_family": [h.id for h in hypotheses if math.isfinite(h.p_holm)],
+            "rules": {k: [list(r) for r in v] for k, v in RULES.items()},
             "guards": guards, "counts": counts}
     return Analysis(summary=summary, comparisons=comparisons, mcnemar=mcnemar, anova=anova,
-                    tost=tost, runs_status=runs_status, hypotheses=hypotheses, meta=meta)
+                    tost=tost, runs_status=runs_status, hypothesis_gaps=gaps, plan=plan_df,
+                    hypotheses=hypotheses, meta=meta)
+
+
+def _needed_metrics(spec: Mapping) -> set[str]:
+    return (set(spec["metrics"]) | {a["metric"] for a in spec["anova"]}
+            | {q["metric"] for q in spec["equivalence"]} | {h["metric"] for h in spec["hypotheses"]})
 
 
 # ------------------------------------------------------------------------------ summary
@@ -415,7 +479,7 @@ def _describe(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return agg
 
 
-def _summary(grid: _Grid, metrics: list[str], guards: list[str]) -> pd.DataFrame:
+def _summary(grid: _Grid, metrics: list[str], guards: list[str], alpha: float) -> pd.DataFrame:
     arms = sorted(grid.declared)
     scal = grid.scalar[grid.scalar["metric"].isin(metrics)]
     agg = _describe(scal, ["arm", "metric"])
@@ -435,7 +499,8 @@ def _summary(grid: _Grid, metrics: list[str], guards: list[str]) -> pd.DataFrame
 
     out = pd.concat([agg, cagg], ignore_index=True) if len(cagg) else agg
     out["n"] = out["n"].astype(np.int64)
-    low, high = st.t_ci_mean(out["mean"].to_numpy(), out["std"].to_numpy(), out["n"].to_numpy(), 0.95)
+    low, high = st.t_ci_mean(out["mean"].to_numpy(), out["std"].to_numpy(), out["n"].to_numpy(),
+                              1 - alpha)
     out["ci_low"], out["ci_high"] = low, high
     out = out[COLUMNS["summary"]]
     if grid.factor_cols:
@@ -447,12 +512,8 @@ def _summary(grid: _Grid, metrics: list[str], guards: list[str]) -> pd.DataFrame
 
 
 # ------------------------------------------------------------------------------ comparisons
-def _pair_note(va: pd.Series, vr: pd.Series) -> str:
-    return (f"seed sets differ (arm: {_seeds_text(va.index)}; reference: {_seeds_text(vr.index)}): "
-            "unpaired Welch t")
-
-
 def _comparisons(grid: _Grid, spec: dict, guards: list[str]) -> pd.DataFrame:
+    """Exploratory two-sided comparisons, seed-paired on common seeds; Holm over each metric's table."""
     alpha = spec["alpha"]
     rows = []
     for c in spec["comparisons"]:
@@ -460,53 +521,49 @@ def _comparisons(grid: _Grid, spec: dict, guards: list[str]) -> pd.DataFrame:
         for metric in spec["metrics"]:
             va, vr = grid.vals(arm, metric), grid.vals(ref, metric)
             notes = [x for x in (grid.lost(arm, metric), grid.lost(ref, metric)) if x]
+            common, dropped = grid.common([arm, ref], metric)
             row: dict[str, Any] = {
                 "family": fam, "arm": arm, "reference": ref, "metric": metric,
-                "n_arm": len(va), "n_ref": len(vr),
-                "paired": (set(va.index) == set(vr.index)) if len(va) and len(vr) else None,
-                "test": "", "mean_arm": va.mean() if len(va) else math.nan,
+                "n_arm": len(va), "n_ref": len(vr), "n_pairs": len(common),
+                "paired": bool(common) if len(va) and len(vr) else None,
+                "seeds_dropped": _dropped_text(dropped), "test": "none",
+                "mean_arm": va.mean() if len(va) else math.nan,
                 "mean_ref": vr.mean() if len(vr) else math.nan,
             }
             row["diff"] = row["mean_arm"] - row["mean_ref"]
-            if len(va) < st.MIN_SEEDS or len(vr) < st.MIN_SEEDS:
-                notes.append(GUARD_NOTE)
-                guards.append(f"{GUARD_NOTE}: comparison {fam}: {arm} vs {ref} on {metric} "
-                              f"(n_arm={len(va)}, n_ref={len(vr)})")
-                row["test"] = "none"
-            else:
-                if not row["paired"]:
-                    notes.append(_pair_note(va, vr))
+            try:
                 r = st.compare_arms(vr.to_numpy(), va.to_numpy(), seeds_a=vr.index.tolist(),
-                                    seeds_b=va.index.tolist(), n_boot=spec["n_boot"],
-                                    seed=spec["bootstrap_seed"], alpha=alpha)
-                g = r["hedges_g"]
-                if math.isnan(g):
-                    sfp = math.inf if r["diff"] == 0 else math.nan
-                    if r["diff"] != 0:
-                        notes.append("zero variance: effect size and seeds_for_power undefined")
-                else:
-                    try:
-                        sfp = st.seeds_for_power(g, alpha=alpha, power=spec["power"], paired=r["paired"])
-                    except ValueError as exc:
-                        sfp = math.nan
-                        notes.append(f"seeds_for_power not computed: {exc}")
-                if math.isnan(r["pvalue"]):
-                    notes.append("zero variance of the differences: no p-value")
-                row.update(test=r["test"], boot_ci_low=r["boot_ci"][0], boot_ci_high=r["boot_ci"][1],
-                           statistic=r["statistic"], df=r["df"], p=r["pvalue"],
-                           wilcoxon_p=r["wilcoxon"]["pvalue"] if r["wilcoxon"] else math.nan,
-                           hedges_g=g, g_ci_low=r["g_ci"][0], g_ci_high=r["g_ci"][1],
-                           seeds_for_power=sfp)
+                                    seeds_b=va.index.tolist(), alpha=alpha, n_boot=spec["n_boot"],
+                                    seed=spec["bootstrap_seed"])
+            except st.InsufficientSeeds as exc:
+                notes.append(f"{GUARD_NOTE} ({exc.name}: n={exc.n})")
+                guards.append(f"{GUARD_NOTE}: comparison {fam}: {arm} vs {ref} on {metric} "
+                              f"(n_arm={len(va)}, n_ref={len(vr)}, common={len(common)})")
+            else:
+                t = r["test"]
+                if not r["paired"]:
+                    notes.append("no common seeds: unpaired Welch t")
+                elif row["seeds_dropped"]:
+                    notes.append(f"paired on {len(common)} common seeds; dropped {row['seeds_dropped']}")
+                if t.method.endswith("zero SD)") or "degenerate" in t.method:
+                    notes.append(t.method)
+                boot = r["boot_ci"] or (math.nan, math.nan)
+                row.update(test=t.method, mean_arm=r["mean_b"], mean_ref=r["mean_a"], diff=t.estimate,
+                           ci_low=t.ci_low, ci_high=t.ci_high, statistic=t.statistic, df=t.df, p=t.p,
+                           wilcoxon_p=r["wilcoxon_p"], d_z=r["d_z"], d_z_ci_low=r["d_z_ci"][0],
+                           d_z_ci_high=r["d_z_ci"][1], hedges_g=r["hedges_g"], g_ci_low=r["g_ci"][0],
+                           g_ci_high=r["g_ci"][1], boot_ci_low=boot[0], boot_ci_high=boot[1])
             row["note"] = "; ".join(notes)
             rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS["comparisons"])
-    for col in ("boot_ci_low", "boot_ci_high", "statistic", "df", "p", "p_holm", "wilcoxon_p",
-                "hedges_g", "g_ci_low", "g_ci_high", "seeds_for_power"):
+    for col in ("ci_low", "ci_high", "statistic", "df", "p", "p_holm", "wilcoxon_p", "d_z", "d_z_ci_low",
+                "d_z_ci_high", "hedges_g", "g_ci_low", "g_ci_high", "boot_ci_low", "boot_ci_high"):
         df[col] = df[col].astype(float)
     df["reject_holm"] = pd.Series([None] * len(df), dtype=object)
     df["paired"] = _tristate(df["paired"])
     df["note"] = df["note"].fillna("")
-    for _, g in df.groupby(["family", "metric"], sort=False):
+    df["seeds_dropped"] = df["seeds_dropped"].fillna("")
+    for _, g in df.groupby("metric", sort=False):  # exploratory: Holm over the metric's whole table
         ok = g.index[g["p"].notna()]
         if len(ok):
             reject, adj = st.holm(df.loc[ok, "p"].to_numpy(), alpha=alpha)
@@ -571,80 +628,68 @@ def _mcnemar(grid: _Grid, comparisons: list[dict], loader: PredictionsLoader,
 
 
 # ------------------------------------------------------------------------------ ANOVA
-def _anova(grid: _Grid, entries: list[dict], guards: list[str]) -> tuple[pd.DataFrame, dict]:
-    rows, state = [], {}
+def _anova(grid: _Grid, entries: list[dict], guards: list[str]) -> pd.DataFrame:
+    """Descriptive two-way repeated-measures ANOVA per entry, on the seeds common to all its arms."""
+    rows = []
     for e in entries:
         name, metric, arms, (fa, fb) = e["name"], e["metric"], e["arms"], e["factors"]
-        lost = "; ".join(x for x in (grid.lost(a, metric) for a in arms) if x)
-        single = None
-        absent = [a for a in arms if len(grid.vals(a, metric)) == 0]
+        common, dropped = grid.common(arms, metric)
+        notes = [x for x in ("; ".join(filter(None, (grid.lost(a, metric) for a in arms))),
+                             f"dropped to balance the seeds: {_dropped_text(dropped)}"
+                             if _dropped_text(dropped) else "") if x]
         no_col = [f for f in (fa, fb) if f not in grid.factor_cols]
-        if absent:
-            single = ("not tested", f"arms without complete {metric} values: {', '.join(absent)}")
-        elif no_col:
-            single = ("not tested", f"factor column(s) {', '.join(no_col)} absent from the results")
+        table = None
+        if no_col:
+            notes.insert(0, f"not computed: factor column(s) {', '.join(no_col)} absent from the results")
+        elif len(common) < st.MIN_SEEDS:
+            notes.insert(0, f"{GUARD_NOTE}: {len(common)} seed(s) common to all arms")
+            guards.append(f"{GUARD_NOTE}: anova {name}: {len(common)} common seed(s)")
         else:
-            parts = []
-            for a in arms:
-                v = grid.vals(a, metric)
-                parts.append(pd.DataFrame({"value": v.to_numpy(), fa: str(grid.arm_factors.at[a, fa]),
-                                           fb: str(grid.arm_factors.at[a, fb])}))
-            data = pd.concat(parts, ignore_index=True)
-            empty = [a for a in arms
-                     if any(pd.isna(x) or str(x) == "" for x in (grid.arm_factors.at[a, fa],
-                                                                   grid.arm_factors.at[a, fb]))]
-            cells = data.groupby([fa, fb]).size()
-            if empty:
-                single = ("not tested", f"arms without a value for {fa} or {fb}: {', '.join(empty)}")
-            elif len(cells) and cells.min() < st.MIN_SEEDS:
-                small = ", ".join(f"({fa}={i[0]}, {fb}={i[1]}): n={n}"
-                                  for i, n in cells[cells < st.MIN_SEEDS].items())
-                single = ("inconclusive", f"{GUARD_NOTE}: cell(s) {small}")
-                guards.append(f"{GUARD_NOTE}: anova {name}: {small}")
-            else:
-                try:
-                    table = st.two_way_anova(data, "value", fa, fb)
-                except ValueError as exc:
-                    single = ("not tested", f"ANOVA not computed: {exc}")
-                else:
-                    for term, r in table.iterrows():
-                        rows.append({"name": name, "metric": metric, "term": term, "sum_sq": r["sum_sq"],
-                                     "df": r["df"], "F": r["F"], "p": r["PR(>F)"], "note": lost})
-                    p = float(table.loc[f"{fa}:{fb}", "PR(>F)"])
-                    state[name] = {"state": "tested", "p": p, "entry": e, "lost": lost,
-                                   "F": float(table.loc[f"{fa}:{fb}", "F"]),
-                                   "df": (float(table.loc[f"{fa}:{fb}", "df"]),
-                                          float(table.loc["Residual", "df"]))}
-        if single is not None:
-            note = "; ".join(x for x in (single[1], lost) if x)
-            rows.append({"name": name, "metric": metric, "term": "", "sum_sq": math.nan, "df": math.nan,
-                         "F": math.nan, "p": math.nan, "note": note})
-            state[name] = {"state": single[0], "p": math.nan, "entry": e, "lost": lost, "why": single[1]}
-    return pd.DataFrame(rows, columns=COLUMNS["anova"]), state
+            data = pd.DataFrame([{"seed": s, fa: str(grid.arm_factors.at[a, fa]),
+                                  fb: str(grid.arm_factors.at[a, fb]), "value": grid.vals(a, metric)[s]}
+                                 for a in arms for s in common])
+            try:
+                table = st.rm_anova(data, "value", "seed", [fa, fb])
+            except ValueError as exc:
+                notes.insert(0, f"not computed: {exc}")
+        note = "; ".join(notes)
+        if table is None:
+            rows.append({"name": name, "metric": metric, "term": "", "F": math.nan, "df_num": math.nan,
+                         "df_den": math.nan, "p": math.nan, "n_seeds": len(common), "note": note})
+            continue
+        for term, r in table.iterrows():
+            rows.append({"name": name, "metric": metric, "term": str(term), "F": float(r["F Value"]),
+                         "df_num": float(r["Num DF"]), "df_den": float(r["Den DF"]), "p": float(r["Pr > F"]),
+                         "n_seeds": len(common), "note": note})
+    return pd.DataFrame(rows, columns=COLUMNS["anova"])
 
 
 # ------------------------------------------------------------------------------ TOST
-def _tost(grid: _Grid, entries: list[dict], alpha: float,
-          guards: list[str]) -> tuple[pd.DataFrame, dict]:
-    rows, state = [], {}
+def _tost(grid: _Grid, entries: list[dict], alpha: float, guards: list[str]) -> pd.DataFrame:
+    """Secondary equivalence tests, paired on common seeds (Welch only without common seeds)."""
+    rows = []
     for e in entries:
         name, arm, ref, metric, margin = e["name"], e["arm"], e["reference"], e["metric"], e["margin"]
         va, vr = grid.vals(arm, metric), grid.vals(ref, metric)
+        common, dropped = grid.common([arm, ref], metric)
         notes = [x for x in (grid.lost(arm, metric), grid.lost(ref, metric)) if x]
-        paired = set(va.index) == set(vr.index) if len(va) and len(vr) else None
+        paired = bool(common)
+        a, b = (vr[common].to_numpy(), va[common].to_numpy()) if paired else (vr.to_numpy(), va.to_numpy())
         row = {"name": name, "arm": arm, "reference": ref, "metric": metric, "margin": margin,
-               "diff": (va.mean() - vr.mean()) if len(va) and len(vr) else math.nan,
+               "diff": float(b.mean() - a.mean()) if len(a) and len(b) else math.nan,
                "p": math.nan, "p_lower": math.nan, "p_upper": math.nan, "equivalent": None,
-               "paired": paired}
-        if len(va) < st.MIN_SEEDS or len(vr) < st.MIN_SEEDS:
+               "paired": paired if len(va) and len(vr) else None, "n_pairs": len(common)}
+        if min(len(a), len(b)) < st.MIN_SEEDS:
             notes.append(GUARD_NOTE)
-            guards.append(f"{GUARD_NOTE}: tost {name} (n_arm={len(va)}, n_ref={len(vr)})")
+            guards.append(f"{GUARD_NOTE}: tost {name} (n_arm={len(va)}, n_ref={len(vr)}, "
+                          f"common={len(common)})")
         else:
             if not paired:
-                notes.append(_pair_note(va, vr))
+                notes.append("no common seeds: unpaired Welch TOST")
+            elif _dropped_text(dropped):
+                notes.append(f"paired on {len(common)} common seeds; dropped {_dropped_text(dropped)}")
             try:
-                r = st.tost_equivalence(vr.to_numpy(), va.to_numpy(), margin, paired=bool(paired),
-                                        alpha=alpha)
+                r = st.tost_equivalence(a, b, margin, paired=paired, alpha=alpha)
             except ValueError as exc:
                 notes.append(f"TOST not computed: {exc}")
             else:
@@ -654,136 +699,282 @@ def _tost(grid: _Grid, entries: list[dict], alpha: float,
                     notes.append(r["method"])
         row["note"] = "; ".join(notes)
         rows.append(row)
-        state[name] = row
     df = pd.DataFrame(rows, columns=COLUMNS["tost"])
     df["equivalent"] = _tristate(df["equivalent"])
     df["paired"] = _tristate(df["paired"])
-    return df, state
+    return df
 
 
 # ------------------------------------------------------------------------------ hypotheses
-def _hypotheses(grid: _Grid, spec: dict, anova_state: dict, tost_state: dict,
-                guards: list[str]) -> list[dict]:
-    alpha = spec["alpha"]
-    recs = []
-    for h in spec["hypotheses"]:
-        rec: dict[str, Any] = {"id": h["id"], "statement": h["statement"], "kind": h["kind"],
-                               "verdict": None, "p": math.nan, "p_holm": math.nan}
-        if h["kind"] == "interaction":
-            a = anova_state[h["anova"]]
-            e = a["entry"]
-            rec.update(metric=e["metric"], arms=list(e["arms"]))
-            fa, fb = e["factors"]
-            if a["state"] != "tested":
-                rec["verdict"] = a["state"]
-                rec["evidence"] = f"ANOVA {h['anova']}: {a['why']}"
-            elif math.isnan(a["p"]):
-                rec["verdict"] = "inconclusive"
-                rec["evidence"] = f"ANOVA {h['anova']}: the interaction F test is undefined (zero residual)"
-            else:
-                rec["p"] = a["p"]
-                rec["_evidence"] = (f"two-way ANOVA {h['anova']} (Type II) on {e['metric']}: "
-                                    f"{fa} x {fb} interaction F({a['df'][0]:g}, {a['df'][1]:g}) = "
-                                    f"{_fmt(a['F'])}, p = {_fmt(a['p'])}")
-            if a["lost"]:
-                rec["_lost"] = a["lost"]
-        else:
-            arm, ref, metric = h["arm"], h["reference"], h["metric"]
-            rec.update(metric=metric, arms=[arm, ref])
-            va, vr = grid.vals(arm, metric), grid.vals(ref, metric)
-            lost = "; ".join(x for x in (grid.lost(arm, metric), grid.lost(ref, metric)) if x)
-            if lost:
-                rec["_lost"] = lost
-            absent = [x for x, v in ((arm, va), (ref, vr)) if len(v) == 0]
-            few = [f"{x} (n={len(v)})" for x, v in ((arm, va), (ref, vr)) if 0 < len(v) < st.MIN_SEEDS]
-            if absent:
-                rec["verdict"] = "not tested"
-                rec["evidence"] = f"no complete {metric} values for {', '.join(absent)}"
-            elif few:
-                rec["verdict"] = "inconclusive"
-                rec["evidence"] = f"{GUARD_NOTE}: {', '.join(few)}"
-                guards.append(f"{GUARD_NOTE}: hypothesis {h['id']}: {', '.join(few)}")
-            else:
-                _directional(rec, h, va, vr, spec, tost_state)
-        recs.append(rec)
-
-    tested = [r for r in recs if r["verdict"] is None]
-    if tested:
-        _, adj = st.holm([r["p"] for r in tested], alpha=alpha)
-        for r, pa in zip(tested, adj):
-            r["p_holm"] = float(pa)
-    m = len(tested)
-    for r in recs:
-        if r["verdict"] is None:
-            sig = r["p_holm"] < alpha
-            if r["kind"] == "interaction":
-                r["verdict"] = "supported" if sig else "not supported"
-            elif r["kind"] == "not_better":
-                # "not better" needs positive evidence: equivalence (TOST) or a significant deficit;
-                # a non-significant superiority test alone is absence of evidence -> inconclusive
-                r["verdict"] = ("contradicted" if sig else
-                                "supported" if (r["_equivalent"] or r["_worse"]) else "inconclusive")
-            else:
-                r["verdict"] = ("supported" if sig else
-                                "contradicted" if r["_p_opposite"] < alpha else "not supported")
-            r["evidence"] = (f"{r['_evidence']}; Holm-adjusted over {m} tested hypothesis(es): "
-                             f"p_holm = {_fmt(r['p_holm'])} {'<' if sig else '>='} alpha = {alpha:g}"
-                             + (f"; {r['_tail']}" if r.get("_tail") else ""))
-        if r.get("_lost"):
-            r["evidence"] += f"; lost runs: {r['_lost']}"
-    return [{k: r[k] for k in HYPOTHESIS_KEYS} for r in recs]
-
-
-def _pp(x: float, metric: str, signed: bool = False) -> str:
+def _show(x: float, metric: str, signed: bool = True, difference: bool = True) -> str:
     """``x`` in the report's unit: percentage points for fraction metrics, else as is."""
-    if metric.startswith(_FRACTION_PREFIXES):
-        return f"{_fmt(100 * x, signed)} pp"
-    return _fmt(x, signed)
+    if x is None or not math.isfinite(x):
+        return "nan" if x is None or math.isnan(x) else ("+inf" if x > 0 else "-inf")
+    v = x * display_scale(metric)
+    unit = display_unit(metric, difference=difference)
+    return (f"{v:+.3g}" if signed else f"{v:.3g}") + (f" {unit}" if unit else "")
 
 
-def _directional(rec: dict, h: dict, va: pd.Series, vr: pd.Series, spec: dict,
-                 tost_state: dict) -> None:
-    """Fill p and the evidence of a not_better / lower / higher hypothesis (n >= MIN_SEEDS)."""
-    alpha = spec["alpha"]
-    arm, ref, metric = h["arm"], h["reference"], h["metric"]
-    paired = set(va.index) == set(vr.index)
-    a, b = vr.to_numpy(), va.to_numpy()  # already sorted by seed; diff = b - a = arm - reference
-    cmp = st.compare_arms(a, b, seeds_a=vr.index.tolist(), seeds_b=va.index.tolist(),
-                          n_boot=spec["n_boot"], seed=spec["bootstrap_seed"], alpha=alpha)
-    design = (f"{len(va)} paired seeds" if paired else
-              f"unpaired, {len(va)} vs {len(vr)} seeds (seed sets differ)")
-    lvl = f"{100 * (1 - alpha):g}%"
-    diff_txt = (f"mean difference {arm} - {ref} on {metric} = {_pp(cmp['diff'], metric, True)} "
-                f"[{lvl} bootstrap CI {_pp(cmp['boot_ci'][0], metric, True)}, "
-                f"{_pp(cmp['boot_ci'][1], metric, True)}], {design}")
-    test = "paired t" if paired else "Welch t"
-    direction = {"not_better": "greater", "higher": "greater", "lower": "less"}[h["kind"]]
-    opposite = "less" if direction == "greater" else "greater"
-    main = st.one_sided_t(a, b, alternative=direction, paired=paired)
-    other = st.one_sided_t(a, b, alternative=opposite, paired=paired)
-    sym = ">" if direction == "greater" else "<"
-    rec["p"] = main["pvalue"]
-    rec["_p_opposite"] = other["pvalue"]
-    rec["_evidence"] = (f"{diff_txt}; one-sided {test} ({arm} {sym} {ref}): p = {_fmt(main['pvalue'])}")
-    tail = []
-    if h["kind"] == "not_better":
-        q = tost_state.get(h.get("equivalence")) if h.get("equivalence") else None
-        rec["_equivalent"] = bool(q is not None and q["equivalent"])
-        if q is not None:
-            margin = _pp(q["margin"], metric)
-            if q["equivalent"] is None:
-                tail.append(f"TOST {h['equivalence']} (margin +/-{margin}) not computed"
-                            f" ({q['note'] or 'no result'})")
-            else:
-                verdict = "equivalent" if q["equivalent"] else "equivalence not shown"
-                tail.append(f"TOST {h['equivalence']}: {verdict} within +/-{margin} "
-                            f"(p = {_fmt(q['p'])})")
-        worse = other["pvalue"] < alpha
-        rec["_worse"] = bool(worse)
-        tail.append(f"{arm} is {'significantly' if worse else 'not significantly'} worse than {ref} "
-                    f"(one-sided {test}, p = {_fmt(other['pvalue'])}, unadjusted)")
+@dataclass(frozen=True)
+class _HypData:
+    """What one hypothesis is tested on: per-seed contrasts (paired), gaps per level (interaction)
+    or two unpaired arms (Welch), with the seeds used and those dropped."""
+
+    design: st.Design
+    seeds: tuple
+    dropped: str
+    lost: str
+    contrast: np.ndarray | None = None
+    gaps: np.ndarray | None = None
+    levels: tuple = ()
+    arm_values: np.ndarray | None = None
+    ref_values: np.ndarray | None = None
+
+
+def _alternative(h: Mapping) -> str:
+    """The primary test's alternative for the contrast (arm - reference, or its gap trend)."""
+    if h["kind"] == "interaction":
+        return "greater" if h["direction"] == "increasing" else "less"
+    if h["kind"] == "directional":
+        return "greater" if h["direction"] == "higher" else "less"
+    # non_superiority: H1 "not better by the margin": below +margin (higher is better) / above -margin
+    return "less" if metric_info(h["metric"]).higher_is_better else "greater"
+
+
+def _hyp_arms(h: Mapping) -> list[str]:
+    return [a for pair in h["pairs"] for a in pair] if h["kind"] == "interaction" else [h["arm"], h["reference"]]
+
+
+def _hyp_data(grid: _Grid, h: Mapping) -> _HypData | tuple[str, str]:
+    """The data of hypothesis ``h``, or ``(verdict, why)`` when it cannot be tested."""
+    metric, arms = h["metric"], _hyp_arms(h)
+    lost = "; ".join(x for x in (grid.lost(a, metric) for a in arms) if x)
+    absent = [a for a in arms if len(grid.vals(a, metric)) == 0]
+    if absent:
+        return "not tested", f"no complete {metric} values for {', '.join(absent)}"
+    common, dropped = grid.common(arms, metric)
+    dtext = _dropped_text(dropped)
+    if h["kind"] == "interaction":
+        if len(common) < st.MIN_SEEDS:
+            return "inconclusive", (f"{GUARD_NOTE}: {len(common)} seed(s) common to all {len(arms)} arms "
+                                    "(an interaction needs seed-paired data)")
+        gaps = np.column_stack([grid.vals(a, metric)[common].to_numpy() - grid.vals(r, metric)[common].to_numpy()
+                                for a, r in h["pairs"]])
+        k = gaps.shape[1]
+        if k == 2:
+            return _HypData(st.Design("paired"), tuple(common), dtext, lost, contrast=gaps[:, 1] - gaps[:, 0],
+                            gaps=gaps, levels=tuple(h["levels"]))
+        return _HypData(st.Design("trend", k=k, sxx=st.level_sxx(h["levels"])), tuple(common), dtext, lost,
+                        gaps=gaps, levels=tuple(h["levels"]))
+    va, vr = grid.vals(h["arm"], metric), grid.vals(h["reference"], metric)
+    if len(common) >= st.MIN_SEEDS:
+        return _HypData(st.Design("paired"), tuple(common), dtext, lost,
+                        contrast=va[common].to_numpy() - vr[common].to_numpy())
+    if not common and len(va) >= st.MIN_SEEDS and len(vr) >= st.MIN_SEEDS:
+        return _HypData(st.Design("welch"), (), "", lost, arm_values=va.to_numpy(), ref_values=vr.to_numpy())
+    few = f"{len(common)} common seed(s)" if common else f"n_arm={len(va)}, n_ref={len(vr)}"
+    return "inconclusive", f"{GUARD_NOTE}: {few}"
+
+
+def _primary(d: _HypData, alternative: str, null: float, alpha: float) -> st.TestResult:
+    if d.design.kind == "trend":
+        return st.trend_test(d.gaps, d.levels, alternative=alternative, alpha=alpha)
+    if d.design.kind == "welch":
+        return st.welch_test(d.ref_values, d.arm_values, alternative=alternative, null=null, alpha=alpha)
+    return st.mean_test(d.contrast, alternative=alternative, null=null, alpha=alpha,
+                        method="paired t on the difference of differences" if d.gaps is not None else "paired t")
+
+
+def _power_sd(d: _HypData, test: st.TestResult) -> tuple[float, float]:
+    """The SD that power is computed from (per-seed contrast, residual, or per arm) and its df."""
+    if d.design.kind == "welch":
+        a, b = d.ref_values, d.arm_values
+        return math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2), float(a.size + b.size - 2)
+    return test.sd, test.df
+
+
+def _hypotheses(grid: _Grid, spec: dict, guards: list[str]) -> tuple[list[Verdict], pd.DataFrame]:
+    alpha, target = spec["alpha"], spec["power"]
+    pending: list[tuple[Verdict, _HypData | None, st.TestResult | None]] = []
+    gap_rows: list[dict] = []
+    for h in spec["hypotheses"]:
+        metric = h["metric"]
+        base = Verdict(id=h["id"], statement=h["statement"], kind=h["kind"], metric=metric,
+                       arms=tuple(_hyp_arms(h)), direction=h.get("direction", "not better"), mde=h["mde"],
+                       power_target=target)
+        data = _hyp_data(grid, h)
+        if isinstance(data, tuple):
+            verdict, why = data
+            if verdict == "inconclusive":
+                guards.append(f"{GUARD_NOTE}: hypothesis {h['id']}: {why}")
+            lost = "; ".join(x for x in (grid.lost(a, metric) for a in base.arms) if x)
+            pending.append((replace(base, verdict=verdict, verdict_text=verdict,
+                                    evidence=why + (f"; lost runs: {lost}" if lost else "")), None, None))
+            continue
+        alt = _alternative(h)
+        null = 0.0
+        if h["kind"] == "non_superiority":
+            null = h["mde"] if alt == "less" else -h["mde"]
+        test = _primary(data, alt, null, alpha)
+        pending.append((replace(base, test=test.method, alternative=alt, null=null, estimate=test.estimate,
+                                ci_low=test.ci_low, ci_high=test.ci_high, statistic=test.statistic,
+                                df=test.df, p=test.p, n_seeds=test.n, seeds=data.seeds,
+                                seeds_dropped=data.dropped), data, test))
+        gap_rows += _gap_rows(h, data)
+
+    tested = [v for v, d, t in pending if d is not None]
+    m = len(tested)
+    p_holm = dict(zip([v.id for v in tested], st.holm([v.p for v in tested], alpha=alpha)[1])) if m else {}
+    out = []
+    for v, data, test in pending:
+        if data is None:
+            out.append(v)
+            continue
+        out.append(_decide(v, data, test, p_holm[v.id], m, alpha, target, spec))
+    return out, pd.DataFrame(gap_rows, columns=COLUMNS["hypothesis_gaps"])
+
+
+def _decide(v: Verdict, data: _HypData, test: st.TestResult, p_holm: float, m: int, alpha: float,
+            target: float, spec: Mapping) -> Verdict:
+    """Secondary check, power at the mde, the verdict of :func:`harness.verdicts.decide`, evidence."""
+    metric = v.metric
+    opposite = "less" if v.alternative == "greater" else "greater"
+    if v.kind == "non_superiority":
+        # contradicted: the whole CI of the difference lies beyond the margin (better by more than mde)
+        second = _primary(data, opposite, v.null, alpha)
+        beyond = test.ci_low > v.null if v.alternative == "less" else test.ci_high < v.null
+        sec_text = (f"secondary: {100 * (1 - alpha):g} % CI {'entirely' if beyond else 'not entirely'} beyond "
+                    f"the margin {_show(v.null, metric)} (one-sided p that the gain exceeds the margin = "
+                    f"{_fmt(second.p)}, unadjusted)")
     else:
-        osym = "<" if sym == ">" else ">"
-        tail.append(f"opposite direction ({arm} {osym} {ref}): one-sided p = {_fmt(other['pvalue'])} "
-                    "(unadjusted: a secondary check, not in the Holm family)")
-    rec["_tail"] = "; ".join(tail)
+        second = _primary(data, opposite, 0.0, alpha)
+        beyond = second.p < alpha
+        sec_text = (f"secondary: opposite direction ({opposite}) one-sided p = {_fmt(second.p)} "
+                    "(unadjusted, not in the Holm family)")
+    sd, df = _power_sd(data, test)
+    sd_up = st.sd_upper_bound(sd, df, alpha=alpha) if sd > 0 else math.nan
+    alpha_power = alpha / m
+    pw = float(st.power_one_sided(data.design, test.n, v.mde, sd, alpha_power)) if sd > 0 else math.nan
+    pw_c = float(st.power_one_sided(data.design, test.n, v.mde, sd_up, alpha_power)) if sd > 0 else math.nan
+    dec = decide(v.kind, p_holm=float(p_holm), alpha=alpha, secondary=bool(beyond), power=pw,
+                 power_target=target)
+    mde_text = _show(v.mde, metric, signed=False)
+    text = dec.verdict
+    if dec.verdict in ("not shown", "not supported"):
+        text = f"{dec.verdict} ({power_phrase(pw, mde_text)})"
+    lvl = f"{100 * (1 - alpha):g} %"
+    what = {"interaction": ("change of the gap over the levels" if data.design.kind == "trend"
+                            else "difference of differences (gap at the high level - gap at the low level)"),
+            "directional": f"difference {v.arms[0]} - {v.arms[1]}",
+            "non_superiority": f"difference {v.arms[0]} - {v.arms[1]}"}[v.kind]
+    design = (f"{test.n} seeds common to all arms" if data.design.kind != "welch"
+              else f"unpaired (no common seeds), {data.arm_values.size} vs {data.ref_values.size} seeds")
+    sym = ">" if v.alternative == "greater" else "<"
+    parts = [f"{what} on {metric} = {_show(test.estimate, metric)} [{lvl} CI {_show(test.ci_low, metric)}, "
+             f"{_show(test.ci_high, metric)}], {design}"
+             + (f" (dropped: {data.dropped})" if data.dropped else ""),
+             f"primary: {test.method}, H1: contrast {sym} {_show(v.null, metric)}, "
+             f"p = {_fmt(test.p)}; Holm over {m} hypothesis(es): p_holm = {_fmt(p_holm)} "
+             f"{'<' if p_holm < alpha else '>='} {alpha:g}",
+             sec_text,
+             f"{power_phrase(pw, mde_text)} at alpha/{m} = {alpha_power:.3g} from the observed SD "
+             f"{_show(sd, metric, signed=False)}; {100 * pw_c:.0f} % with its upper {lvl} bound "
+             f"{_show(sd_up, metric, signed=False)}" if math.isfinite(pw_c) else
+             f"{power_phrase(pw, mde_text)} (zero SD of the contrast)"]
+    if v.kind == "non_superiority" and dec.verdict == "supported":
+        two = _primary(data, "two-sided", 0.0, alpha)
+        better = test.estimate > 0 if v.alternative == "less" else test.estimate < 0
+        if two.p < alpha and better:
+            parts.append(f"the arm is significantly better by {_show(test.estimate, metric)} (two-sided p = "
+                         f"{_fmt(two.p)}), a gain smaller than the margin {mde_text}")
+    lost = "; ".join(x for x in (data.lost,) if x)
+    if lost:
+        parts.append(f"lost runs: {lost}")
+    return replace(v, verdict=dec.verdict, verdict_text=text, rule=dec.rule, p_holm=float(p_holm),
+                   secondary=sec_text, p_secondary=second.p, sd=sd, sd_upper=sd_up, power=pw,
+                   power_conservative=pw_c, alpha_power=alpha_power, evidence="; ".join(parts))
+
+
+def _gap_rows(h: Mapping, d: _HypData) -> list[dict]:
+    """Per-seed points of the gap figure: the paired differences, or the gaps per level and the
+    per-seed contrast (difference of differences; least-squares change over the levels for > 2)."""
+    rows = []
+    if d.gaps is None:
+        if d.contrast is not None:
+            rows += [{"id": h["id"], "panel": "difference", "level": math.nan,
+                      "label": f"{h['arm']} - {h['reference']}", "seed": s, "value": float(x)}
+                     for s, x in zip(d.seeds, d.contrast)]
+        return rows
+    for j, (arm, ref) in enumerate(h["pairs"]):
+        rows += [{"id": h["id"], "panel": "gap", "level": float(d.levels[j]), "label": f"{arm} - {ref}",
+                  "seed": s, "value": float(x)} for s, x in zip(d.seeds, d.gaps[:, j])]
+    x = np.asarray(d.levels, dtype=float)
+    xc = x - x.mean()
+    change = (d.gaps - d.gaps.mean(axis=1, keepdims=True)) @ xc / np.sum(xc ** 2) * (x.max() - x.min())
+    rows += [{"id": h["id"], "panel": "contrast", "level": math.nan,
+              "label": "difference of differences" if len(x) == 2 else "change of the gap over the levels",
+              "seed": s, "value": float(c)} for s, c in zip(d.seeds, change)]
+    return rows
+
+
+# ------------------------------------------------------------------------------ plan
+def _plan(grid: _Grid, spec: Mapping, mde: float | None = None) -> pd.DataFrame:
+    alpha, target = spec["alpha"], spec["power"]
+    m = max(1, len(spec["hypotheses"]))
+    alpha_test = alpha / m
+    rows = []
+    for h in spec["hypotheses"]:
+        effect = float(mde) if mde is not None else h["mde"]
+        row = {"id": h["id"], "metric": h["metric"], "design": "", "n_pilot": 0, "sd": math.nan,
+               "sd_upper": math.nan, "mde": effect, "alpha_test": alpha_test, "power_target": target,
+               "power_pilot": math.nan, "power_pilot_conservative": math.nan, "seeds_needed": math.nan,
+               "seeds_needed_conservative": math.nan, "note": ""}
+        data = _hyp_data(grid, h)
+        if isinstance(data, tuple):
+            row["note"] = f"no pilot estimate: {data[1]}"
+            rows.append(row)
+            continue
+        test = _primary(data, _alternative(h), 0.0, alpha)
+        sd, df = _power_sd(data, test)
+        sd_up = st.sd_upper_bound(sd, df, alpha=alpha) if sd > 0 else math.nan
+        design = data.design
+        row.update(design={"paired": "paired t on per-seed contrasts", "welch": "Welch t (seeds per arm)",
+                           "trend": f"trend over {design.k} levels, seed fixed effects"}[design.kind],
+                   n_pilot=test.n, sd=sd, sd_upper=sd_up)
+        if sd > 0:
+            row.update(power_pilot=float(st.power_one_sided(design, test.n, effect, sd, alpha_test)),
+                       power_pilot_conservative=float(st.power_one_sided(design, test.n, effect, sd_up,
+                                                                         alpha_test)),
+                       seeds_needed=st.seeds_needed(design, effect, sd, alpha=alpha_test, power=target),
+                       seeds_needed_conservative=st.seeds_needed(design, effect, sd_up, alpha=alpha_test,
+                                                                 power=target))
+            if data.dropped:
+                row["note"] = f"pilot paired on {test.n} common seeds (dropped: {data.dropped})"
+        else:
+            row["note"] = "zero SD of the pilot contrast: no power estimate"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS["plan"])
+
+
+def plan(results: pd.DataFrame, spec: Mapping | None, *, mde: float | None = None) -> pd.DataFrame:
+    """Seeds needed per pre-declared hypothesis for the spec's target ``power`` at its ``mde``.
+
+    The SD comes from the pilot ``results`` (the per-seed contrast of the hypothesis' primary test
+    on the common seeds; the residual SD for a trend; the per-arm SD when unpaired); the
+    conservative columns use its one-sided ``1 - alpha`` upper confidence bound. Tests are at
+    ``alpha / m`` (m = declared hypotheses: Holm's first step). ``mde`` overrides every
+    hypothesis' declared mde (in each metric's unit). Columns: :data:`COLUMNS` ``['plan']``;
+    ``seeds_needed`` is per arm (per level of every arm for a trend), ``inf`` beyond
+    :data:`harness.stats.MAX_PLANNED_SEEDS`.
+    """
+    spec = validate_stats_spec(spec)
+    if mde is not None:
+        for h in spec["hypotheses"]:
+            if not (isinstance(mde, (int, float)) and math.isfinite(mde) and mde > 0) or \
+                    (display_scale(h["metric"]) == 100 and mde > 0.5):
+                raise ValueError(f"mde: got {mde!r}; expected a finite number > 0 in the metric's unit "
+                                 f"({h['metric']} of hypothesis {h['id']} is a fraction: at most 0.5, "
+                                 "0.01 = 1 percentage point)" if display_scale(h["metric"]) == 100 else
+                                 f"mde: got {mde!r}; expected a finite number > 0")
+    results = _normalize_results(results)
+    return _plan(_Grid(results, _needed_metrics(spec)), spec, mde)

@@ -1,43 +1,66 @@
-"""Small functional statistics API for comparing training arms over seeds.
+"""Small functional statistics API for comparing training arms over seeds (pure functions on arrays).
 
 Conventions (apply to every function in this module)
 ----------------------------------------------------
-* An *arm* is a 1-D sequence of per-seed scores (e.g. test accuracy in
-  percent or as a fraction -- the unit is whatever the caller passes; all
-  differences, means and margins are returned in that same unit).
-* Differences are always ``b - a``: a positive ``diff`` / ``hedges_g`` means
-  arm ``b`` scored higher than arm ``a``.
-* All tests are two-sided, except :func:`one_sided_t` (directional
-  hypotheses) whose ``alternative`` is explicit.
+* An *arm* is a 1-D sequence of per-seed scores in the caller's unit (accuracy as a fraction, NLL
+  in nats, ...); differences, intervals, margins and effects come back in that same unit.
+* Differences are always ``b - a``: a positive estimate means arm ``b`` scored higher than ``a``.
+* Pairing is by seed: :func:`pair_by_seed` aligns two arms on the seeds they share; unpaired
+  (Welch) tests are for arms that share no seeds.
+* Intervals are t-based (two-sided, level ``1 - alpha``); a BCa bootstrap interval
+  (:func:`bca_ci`) is only computed from 10 values up, because at n = 5 bootstrap intervals of a
+  mean undercover badly.
+* Directional tests state ``alternative`` (``greater`` / ``less``) and a ``null`` boundary (a
+  non-superiority margin, for example); :class:`TestResult` is the one result type.
+* Power (:func:`power_one_sided`, :func:`seeds_needed`) is for a *declared* smallest effect of
+  interest, never for the observed effect.
 * ``MIN_SEEDS = 3``: every function that produces a p-value refuses, with
-  :class:`InsufficientSeeds`, when an arm (or a cell, for the ANOVA) has
-  fewer than 3 values. No p-values from 2 seeds.
-* The heavy lifting is done by scipy / statsmodels; this module only
-  validates inputs, chooses the test and assembles a plain ``dict``.
+  :class:`InsufficientSeeds`, fewer than 3 values (seeds, pairs, subjects).
+* The heavy lifting is done by scipy / statsmodels; this module validates inputs, chooses the
+  test and assembles results. Nothing here reads or writes files.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import statsmodels.api as sm
 from scipy import stats as sps
+from statsmodels.stats.anova import AnovaRM
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import ttest_power
+from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 __all__ = [
+    "ALTERNATIVES",
     "MIN_SEEDS",
+    "MAX_PLANNED_SEEDS",
+    "Design",
     "InsufficientSeeds",
+    "Paired",
+    "TestResult",
+    "bca_ci",
     "compare_arms",
     "hedges_g",
     "holm",
+    "level_sxx",
     "mcnemar_test",
-    "one_sided_t",
+    "mean_test",
+    "pair_by_seed",
+    "power_one_sided",
+    "rm_anova",
+    "sd_upper_bound",
+    "seeds_needed",
     "t_ci_mean",
     "tost_equivalence",
-    "seeds_for_power",
-    "two_way_anova",
+    "trend_test",
+    "welch_test",
 ]
 
 MIN_SEEDS = 3
@@ -148,212 +171,206 @@ def hedges_g(a: Sequence[float], b: Sequence[float], *, paired: bool = False,
 
 
 # --------------------------------------------------------------------------
-# compare two arms
+# one contrast: test result, pairing by seed
 # --------------------------------------------------------------------------
-def _wilcoxon_method_label(d: np.ndarray) -> str:
-    """Mirror scipy's ``method='auto'`` choice (scipy >= 1.15) for reporting."""
-    nz = d[d != 0]
-    has_zero = nz.size < d.size
-    has_ties = np.unique(np.abs(nz)).size < nz.size
-    if d.size > 50:
-        return "asymptotic (normal approximation)"
-    if not (has_ties or has_zero):
-        return "exact"
-    if d.size <= 13:
-        return "permutation (exhaustive; ties/zeros present)"
-    return "asymptotic (normal approximation; ties/zeros present)"
+ALTERNATIVES = ("two-sided", "greater", "less")
 
 
-def compare_arms(a: Sequence[float], b: Sequence[float], *, paired: bool | None = None,
-                 seeds_a: Sequence | None = None, seeds_b: Sequence | None = None,
-                 n_boot: int = 10000, seed: int = 0, alpha: float = 0.05) -> dict:
-    """Compare arm ``b`` against arm ``a`` (difference ``b - a``).
+@dataclass(frozen=True)
+class TestResult:
+    """One test of a contrast (a mean of per-seed differences, a Welch difference or a trend).
 
-    Pairing
-    -------
-    * ``paired=None`` (default): paired iff both ``seeds_a`` and ``seeds_b`` are
-      given and contain exactly the same set of seeds; otherwise unpaired.
-    * ``paired=True``: if seeds are given they must match exactly (else
-      ``ValueError``); without seeds, ``a[i]`` is paired with ``b[i]`` by position
-      (lengths must match).
-    * ``paired=False``: always unpaired (Welch).
-    When paired with seeds, both arms are sorted by seed before pairing.
+    ``estimate`` and the two-sided ``1 - alpha`` t interval ``(ci_low, ci_high)`` are in the unit of
+    the scores. ``p`` is for H0 ``estimate == null`` (two-sided), ``<= null`` (``greater``) or
+    ``>= null`` (``less``). ``n`` is the number of seeds (pairs) -- per arm for Welch; ``sd`` is the
+    SD of the per-seed contrast (one-sample), the residual SD (trend) or NaN (Welch); ``df`` the
+    degrees of freedom of the t reference.
+    """
 
-    Tests
-    -----
-    * paired: ``scipy.stats.ttest_rel`` (primary) and ``scipy.stats.wilcoxon``
-      (``zero_method='wilcox'``: zero differences are dropped; ``method='auto'``:
-      exact null distribution when there are no ties/zeros, exhaustive
-      permutation when ties/zeros and n <= 13, normal approximation otherwise;
-      the choice is reported in ``wilcoxon['method']``). With n < 6 pairs the
-      smallest attainable two-sided Wilcoxon p is > 0.05, so it can never
-      reject at alpha = 0.05. If all differences are zero both p-values are nan.
-    * unpaired: Welch's t, ``scipy.stats.ttest_ind(equal_var=False)``;
-      ``wilcoxon`` is ``None``.
+    method: str
+    alternative: str
+    null: float
+    estimate: float
+    ci_low: float
+    ci_high: float
+    statistic: float
+    df: float
+    p: float
+    n: int
+    sd: float
+    se: float
+    alpha: float
 
-    Effect size: see :func:`hedges_g` (d_z when paired, pooled-SD d otherwise;
-    normal-approximation CI).
 
-    Bootstrap: ``scipy.stats.bootstrap`` with ``method='percentile'`` and
-    ``rng=np.random.default_rng(seed)``, ``n_boot`` resamples, confidence
-    ``1 - alpha``. Paired: resamples the per-seed differences (statistic:
-    their mean). Unpaired: resamples each arm independently (statistic:
-    ``mean(b) - mean(a)``).
+def _check_alternative(alternative: str) -> str:
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {', '.join(ALTERNATIVES)}; got {alternative!r}")
+    return alternative
 
-    Returns a dict with keys ``mean_a, mean_b, diff, n_a, n_b, paired,
-    seeds (list or None), test, statistic, df, pvalue, significant, wilcoxon,
-    hedges_g, g_ci, g_convention, boot_ci, boot_method, n_boot, seed, alpha``.
+
+def _t_p(t: float, df: float, alternative: str) -> float:
+    if alternative == "greater":
+        return float(sps.t.sf(t, df))
+    if alternative == "less":
+        return float(sps.t.cdf(t, df))
+    return float(2 * sps.t.sf(abs(t), df))
+
+
+def _degenerate_p(estimate: float, null: float, alternative: str) -> float:
+    """p for a contrast with zero SD: 0 when it lies strictly on the alternative's side, else 1."""
+    side = {"greater": estimate > null, "less": estimate < null, "two-sided": estimate != null}
+    return 0.0 if side[alternative] else 1.0
+
+
+def mean_test(x: Sequence[float], *, alternative: str = "two-sided", null: float = 0.0,
+              alpha: float = 0.05, method: str = "one-sample t") -> TestResult:
+    """t test of the mean of per-seed contrasts ``x`` (paired differences, differences of differences).
+
+    ``scipy.stats.ttest_1samp(x, popmean=null, alternative=...)``; the interval is the two-sided
+    ``1 - alpha`` t interval of the mean (:func:`t_ci_mean`), whatever the alternative. With zero SD
+    the statistic is +/-inf, the interval collapses on the mean and ``p`` is 0 when the mean lies
+    strictly on the alternative's side of ``null``, else 1. Refuses fewer than :data:`MIN_SEEDS`
+    values (:class:`InsufficientSeeds`).
     """
     alpha = _check_alpha(alpha)
-    if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 100):
-        raise ValueError(f"n_boot must be an integer >= 100, got {n_boot!r}")
-    if paired not in (None, True, False):
-        raise ValueError(f"paired must be None, True or False, got {paired!r}")
+    _check_alternative(alternative)
+    null = float(null)
+    if not math.isfinite(null):
+        raise ValueError(f"null must be finite, got {null!r}")
+    x = _as_arm(x, "x")
+    n = int(x.size)
+    est = float(x.mean())
+    sd = float(x.std(ddof=1))
+    se = sd / math.sqrt(n)
+    if sd == 0:
+        stat = math.copysign(math.inf, est - null) if est != null else math.nan
+        return TestResult(f"{method} (degenerate: zero SD)", alternative, null, est, est, est, stat,
+                          float(n - 1), _degenerate_p(est, null, alternative), n, 0.0, 0.0, alpha)
+    r = sps.ttest_1samp(x, popmean=null, alternative=alternative)
+    low, high = t_ci_mean(est, sd, n, 1 - alpha)
+    return TestResult(method, alternative, null, est, float(low), float(high), _float(r.statistic),
+                      float(n - 1), _float(r.pvalue), n, sd, se, alpha)
+
+
+def welch_test(a: Sequence[float], b: Sequence[float], *, alternative: str = "two-sided",
+               null: float = 0.0, alpha: float = 0.05) -> TestResult:
+    """Welch t test of ``mean(b) - mean(a)`` against ``null`` (arms that share no seeds).
+
+    ``scipy.stats.ttest_ind(b - null, a, equal_var=False, alternative=...)``; the interval is the
+    two-sided ``1 - alpha`` Welch interval. ``n`` is ``min(n_a, n_b)``. Both arms constant: the
+    degenerate rule of :func:`mean_test`.
+    """
+    alpha = _check_alpha(alpha)
+    _check_alternative(alternative)
+    null = float(null)
     a = _as_arm(a, "a")
     b = _as_arm(b, "b")
-    if (seeds_a is None) != (seeds_b is None):
-        raise ValueError("seeds_a and seeds_b must be given together (or neither)")
-    seeds_match = False
-    common_seeds = None
-    if seeds_a is not None:
-        sa = _as_seeds(seeds_a, "seeds_a", a.size)
-        sb = _as_seeds(seeds_b, "seeds_b", b.size)
-        seeds_match = set(sa) == set(sb)
-        if seeds_match:
-            ia = sorted(range(len(sa)), key=lambda i: sa[i])
-            ib = sorted(range(len(sb)), key=lambda i: sb[i])
-            common_seeds = [sa[i] for i in ia]
-            a, b = a[ia], b[ib]
+    est = float(b.mean() - a.mean())
+    n = int(min(a.size, b.size))
+    if a.std() == 0 and b.std() == 0:
+        stat = math.copysign(math.inf, est - null) if est != null else math.nan
+        return TestResult("Welch t (degenerate: zero variance)", alternative, null, est, est, est, stat,
+                          math.nan, _degenerate_p(est, null, alternative), n, math.nan, 0.0, alpha)
+    r = sps.ttest_ind(b - null, a, equal_var=False, alternative=alternative)
+    ci = sps.ttest_ind(b, a, equal_var=False).confidence_interval(1 - alpha)
+    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    return TestResult("Welch t", alternative, null, est, float(ci.low), float(ci.high), _float(r.statistic),
+                      _float(r.df), _float(r.pvalue), n, math.nan, se, alpha)
 
-    if paired is None:
-        paired = seeds_match
-    elif paired:
-        if seeds_a is not None and not seeds_match:
-            raise ValueError("paired=True but seeds_a and seeds_b are not the same set of seeds")
-        if a.size != b.size:
-            raise ValueError(f"paired=True needs equal lengths, got n_a={a.size}, n_b={b.size}")
 
-    rng = np.random.default_rng(seed)
-    out: dict[str, Any] = {
-        "mean_a": float(a.mean()),
-        "mean_b": float(b.mean()),
-        "diff": float(b.mean() - a.mean()),
-        "n_a": int(a.size),
-        "n_b": int(b.size),
-        "paired": bool(paired),
-        "seeds": common_seeds if paired else None,
-        "alpha": alpha,
-        "n_boot": int(n_boot),
-        "seed": seed,
-    }
-    if paired:
-        d = b - a
-        degenerate = bool(np.all(d == d[0]))  # zero SD of differences
-        if degenerate:
-            out.update(test="paired_t", statistic=math.nan, df=int(d.size - 1), pvalue=math.nan)
-        else:
-            t = sps.ttest_rel(b, a)
-            out.update(test="paired_t", statistic=_float(t.statistic),
-                       df=int(d.size - 1), pvalue=_float(t.pvalue))
-        if np.all(d == 0):
-            out["wilcoxon"] = {"statistic": math.nan, "pvalue": math.nan,
-                               "method": "degenerate: all differences zero",
-                               "zero_method": "wilcox", "n_nonzero": 0}
-        else:
-            w = sps.wilcoxon(b, a, zero_method="wilcox", method="auto")
-            out["wilcoxon"] = {"statistic": _float(w.statistic), "pvalue": _float(w.pvalue),
-                               "method": _wilcoxon_method_label(d), "zero_method": "wilcox",
-                               "n_nonzero": int(np.count_nonzero(d))}
-        if degenerate:
-            out["boot_ci"] = (float(d[0]), float(d[0]))
-        else:
-            res = sps.bootstrap((d,), np.mean, n_resamples=n_boot, method="percentile",
-                                confidence_level=1 - alpha, rng=rng, vectorized=True)
-            out["boot_ci"] = (float(res.confidence_interval.low),
-                              float(res.confidence_interval.high))
-        out["boot_method"] = "percentile, resampling paired differences"
+@dataclass(frozen=True)
+class Paired:
+    """Two arms aligned on their common seeds (sorted); the seeds each arm lost in the pairing."""
+
+    a: np.ndarray
+    b: np.ndarray
+    seeds: tuple
+    dropped_a: tuple
+    dropped_b: tuple
+
+
+def pair_by_seed(a: Sequence[float], seeds_a: Sequence, b: Sequence[float], seeds_b: Sequence) -> Paired:
+    """Align ``a`` and ``b`` on the seeds they share (sorted); list the seeds only one arm has."""
+    a = _as_arm(a, "a", check_min=False)
+    b = _as_arm(b, "b", check_min=False)
+    sa = _as_seeds(seeds_a, "seeds_a", a.size)
+    sb = _as_seeds(seeds_b, "seeds_b", b.size)
+    common = sorted(set(sa) & set(sb))
+    ia = {s: i for i, s in enumerate(sa)}
+    ib = {s: i for i, s in enumerate(sb)}
+    return Paired(a=np.array([a[ia[s]] for s in common], dtype=float),
+                  b=np.array([b[ib[s]] for s in common], dtype=float), seeds=tuple(common),
+                  dropped_a=tuple(sorted(set(sa) - set(common))),
+                  dropped_b=tuple(sorted(set(sb) - set(common))))
+
+
+def bca_ci(x: Sequence[float], *, alpha: float = 0.05, n_boot: int = 10000, seed: int = 0,
+           min_n: int = 10) -> tuple[float, float] | None:
+    """BCa bootstrap interval of the mean of ``x`` (``scipy.stats.bootstrap(method="BCa")``).
+
+    ``None`` when ``x`` has fewer than ``min_n`` (default 10) values: at n = 5 percentile and BCa
+    intervals of a mean cover far less than they claim (a percentile interval covered 83 % at a
+    nominal 95 % in this project's simulation), so no bootstrap interval is shown there.
+    Deterministic for a given ``seed``. A constant ``x`` gives the degenerate interval (x0, x0).
+    """
+    alpha = _check_alpha(alpha)
+    x = _as_arm(x, "x", check_min=False)
+    if x.size < min_n:
+        return None
+    if np.all(x == x[0]):
+        return (float(x[0]), float(x[0]))
+    res = sps.bootstrap((x,), np.mean, n_resamples=int(n_boot), method="BCa",
+                        confidence_level=1 - alpha, rng=np.random.default_rng(seed), vectorized=True)
+    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def compare_arms(a: Sequence[float], b: Sequence[float], *, seeds_a: Sequence, seeds_b: Sequence,
+                 alpha: float = 0.05, n_boot: int = 10000, seed: int = 0) -> dict:
+    """Two-sided comparison of arm ``b`` against arm ``a`` (difference ``b - a``), seed-paired.
+
+    Pairing: on the seeds both arms share (:func:`pair_by_seed`; the dropped seeds are returned);
+    Welch (:func:`welch_test`) only when they share none. 1-2 common seeds while both arms have
+    enough: :class:`InsufficientSeeds` (no p-value from a partial pairing).
+
+    Paired: :func:`mean_test` on the differences (t interval), Wilcoxon signed-rank
+    (``scipy.stats.wilcoxon``, ``zero_method='wilcox'``, NaN when all differences are zero), the
+    standardised effect d_z with its CI (:func:`hedges_g` ``paired=True``) and, for >= 10 pairs, a
+    BCa bootstrap interval (:func:`bca_ci`). Unpaired: Welch, Hedges' g (pooled SD) with its CI,
+    BCa is not computed. ``d_z`` and ``hedges_g`` are separate keys: they are on different scales.
+
+    Returns a dict with ``paired, seeds, dropped_a, dropped_b, mean_a, mean_b, test`` (a
+    :class:`TestResult`), ``wilcoxon_p, d_z, d_z_ci, hedges_g, g_ci, boot_ci`` (None or a pair).
+    """
+    alpha = _check_alpha(alpha)
+    pr = pair_by_seed(a, seeds_a, b, seeds_b)
+    nan2 = (math.nan, math.nan)
+    out: dict[str, Any] = {"seeds": pr.seeds, "dropped_a": pr.dropped_a, "dropped_b": pr.dropped_b,
+                           "d_z": math.nan, "d_z_ci": nan2, "hedges_g": math.nan, "g_ci": nan2,
+                           "wilcoxon_p": math.nan, "boot_ci": None}
+    if pr.seeds:
+        if len(pr.seeds) < MIN_SEEDS:
+            raise InsufficientSeeds("common seeds", len(pr.seeds))
+        d = pr.b - pr.a
+        out.update(paired=True, mean_a=float(pr.a.mean()), mean_b=float(pr.b.mean()),
+                   test=mean_test(d, alpha=alpha, method="paired t"))
+        if np.any(d != 0):
+            out["wilcoxon_p"] = _float(sps.wilcoxon(d, zero_method="wilcox", method="auto").pvalue)
+        g = hedges_g(pr.a, pr.b, paired=True, alpha=alpha)
+        out["d_z"], out["d_z_ci"] = g["g"], g["ci"]
+        out["boot_ci"] = bca_ci(d, alpha=alpha, n_boot=n_boot, seed=seed)
     else:
-        if a.std() == 0 and b.std() == 0:
-            out.update(test="welch_t", statistic=math.nan, df=math.nan, pvalue=math.nan)
-        else:
-            t = sps.ttest_ind(b, a, equal_var=False)
-            out.update(test="welch_t", statistic=_float(t.statistic),
-                       df=_float(t.df), pvalue=_float(t.pvalue))
-        out["wilcoxon"] = None
-
-        def _mdiff(x, y, axis=-1):
-            return np.mean(y, axis=axis) - np.mean(x, axis=axis)
-
-        if a.std() == 0 and b.std() == 0:
-            out["boot_ci"] = (out["diff"], out["diff"])
-        else:
-            res = sps.bootstrap((a, b), _mdiff, n_resamples=n_boot, method="percentile",
-                                confidence_level=1 - alpha, rng=rng, vectorized=True)
-            out["boot_ci"] = (float(res.confidence_interval.low),
-                              float(res.confidence_interval.high))
-        out["boot_method"] = "percentile, independent two-sample resampling"
-
-    g = hedges_g(a, b, paired=paired, alpha=alpha)
-    out["hedges_g"] = g["g"]
-    out["g_ci"] = g["ci"]
-    out["g_convention"] = g["convention"]
-    p = out["pvalue"]
-    out["significant"] = bool(p < alpha) if not math.isnan(p) else False
+        xa = _as_arm(a, "a")
+        xb = _as_arm(b, "b")
+        out.update(paired=False, mean_a=float(xa.mean()), mean_b=float(xb.mean()),
+                   test=welch_test(xa, xb, alpha=alpha))
+        g = hedges_g(xa, xb, paired=False, alpha=alpha)
+        out["hedges_g"], out["g_ci"] = g["g"], g["ci"]
     return out
 
 
 # --------------------------------------------------------------------------
-# one-sided test and confidence interval of a mean
+# confidence interval of a mean
 # --------------------------------------------------------------------------
-def one_sided_t(a: Sequence[float], b: Sequence[float], *, alternative: str,
-                paired: bool) -> dict:
-    """One-sided t test of ``b - a`` (for directional, pre-declared hypotheses).
-
-    ``alternative='greater'``: H1 is mean(b) > mean(a); ``'less'``: mean(b) < mean(a).
-    Paired (``a[i]`` pairs with ``b[i]``): ``scipy.stats.ttest_rel(b, a, alternative=...)``;
-    unpaired: Welch, ``scipy.stats.ttest_ind(b, a, equal_var=False, alternative=...)``.
-    Refuses arms with fewer than :data:`MIN_SEEDS` values (:class:`InsufficientSeeds`).
-
-    Degenerate case (zero SD of the differences when paired, zero variance in both
-    arms when unpaired): the t statistic is +/-inf or undefined, so ``pvalue`` is 0.0
-    when the (constant) difference lies strictly in the direction of ``alternative``
-    and 1.0 otherwise (a zero difference is no evidence for either direction);
-    ``test`` says ``degenerate``.
-
-    Returns ``{"test", "alternative", "statistic", "df", "pvalue", "diff"}`` with
-    ``diff = mean(b) - mean(a)`` in the unit of the scores.
-    """
-    if alternative not in ("greater", "less"):
-        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
-    if paired not in (True, False):
-        raise ValueError(f"paired must be True or False, got {paired!r}")
-    a = _as_arm(a, "a")
-    b = _as_arm(b, "b")
-    diff = float(b.mean() - a.mean())
-    sign = 1.0 if alternative == "greater" else -1.0
-    if paired:
-        if a.size != b.size:
-            raise ValueError(f"paired=True needs equal lengths, got n_a={a.size}, n_b={b.size}")
-        d = b - a
-        degenerate = bool(np.all(d == d[0]))
-        test, df = "paired_t", float(d.size - 1)
-    else:
-        degenerate = bool(a.std() == 0 and b.std() == 0)
-        test, df = "welch_t", math.nan
-    if degenerate:
-        p = 0.0 if sign * diff > 0 else 1.0
-        stat = math.copysign(math.inf, diff) if diff != 0 else math.nan
-        return {"test": f"{test} (degenerate: zero variance)", "alternative": alternative,
-                "statistic": stat, "df": df, "pvalue": p, "diff": diff}
-    if paired:
-        r = sps.ttest_rel(b, a, alternative=alternative)
-    else:
-        r = sps.ttest_ind(b, a, equal_var=False, alternative=alternative)
-        df = _float(r.df)
-    return {"test": test, "alternative": alternative, "statistic": _float(r.statistic),
-            "df": df, "pvalue": _float(r.pvalue), "diff": diff}
-
-
 def t_ci_mean(mean: Any, sd: Any, n: Any, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """t-based confidence interval of a mean: ``mean +/- t_{(1+c)/2, n-1} * sd / sqrt(n)``.
 
@@ -386,8 +403,6 @@ def holm(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.
     explicitly *not* statsmodels' default ``"hs"`` (Holm-Sidak).
     Returns ``(reject, adjusted)`` in the input order.
     """
-    from statsmodels.stats.multitest import multipletests
-
     alpha = _check_alpha(alpha)
     p = np.asarray(pvalues, dtype=float)
     if p.ndim != 1 or p.size == 0:
@@ -414,8 +429,6 @@ def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict:
     test (statistic = min(b, c)) when ``b + c < 25``, otherwise the chi-square
     statistic with continuity correction (1 df).
     """
-    from statsmodels.stats.contingency_tables import mcnemar
-
     ca = np.asarray(correct_a)
     cb = np.asarray(correct_b)
     for name, arr in (("correct_a", ca), ("correct_b", cb)):
@@ -461,8 +474,6 @@ def tost_equivalence(a: Sequence[float], b: Sequence[float], margin: float, *,
     statistics are infinite, so p is 0 if the constant difference lies strictly
     inside the margin and 1 otherwise (``method`` says so).
     """
-    from statsmodels.stats.weightstats import ttost_ind, ttost_paired
-
     alpha = _check_alpha(alpha)
     if not isinstance(margin, (int, float, np.floating, np.integer)) or not (
             math.isfinite(float(margin)) and float(margin) > 0):
@@ -504,137 +515,153 @@ def tost_equivalence(a: Sequence[float], b: Sequence[float], margin: float, *,
 
 
 # --------------------------------------------------------------------------
-# power
+# trend of a paired gap over ordered levels
 # --------------------------------------------------------------------------
-def seeds_for_power(effect_size_d: float, *, alpha: float = 0.05, power: float = 0.8,
-                    paired: bool = True) -> int | float:
-    """Number of seeds needed to detect ``effect_size_d`` with a two-sided t test.
+def trend_test(gaps: Any, levels: Sequence[float], *, alternative: str = "two-sided",
+               alpha: float = 0.05) -> TestResult:
+    """Paired trend of a per-seed gap over ordered levels, seed as a block.
 
-    * ``paired=True``: ``statsmodels.stats.power.TTestPower`` (one-sample t on
-      the per-seed differences; ``effect_size_d`` is d_z). Returns number of pairs.
-    * ``paired=False``: ``TTestIndPower`` with equal arm sizes; returns seeds
-      *per arm* (``effect_size_d`` is the pooled-SD d).
-
-    The solver's fractional n is rounded up (``ceil``) and then floored at
-    :data:`MIN_SEEDS`, since fewer seeds are refused elsewhere. When the solver fails
-    (statsmodels' power is nan for very large effects), the smallest n is found by an integer
-    search on a robust power computation (:func:`_t_test_power`). Returns
-    ``math.inf`` when ``|effect_size_d| < 1e-9`` (no finite n detects a zero
-    effect). The sign of the effect is ignored.
+    ``gaps`` is ``[n_seeds, k]`` (row = seed, column = level; complete). Fits
+    ``gap ~ level + C(seed)`` by OLS (``statsmodels``; seed fixed effects) and tests the slope.
+    The ``estimate`` is the slope times the level range, ``max(levels) - min(levels)``: the change
+    of the gap from the lowest to the highest level, in the unit of the gaps (so that one ``mde``
+    in that unit applies to 2 or more levels). With k = 2 this is exactly the paired t test of the
+    difference of differences. ``sd`` is the residual SD, ``df`` the residual df
+    (``n k - n - 1``). Refuses fewer than :data:`MIN_SEEDS` seeds.
     """
-    from statsmodels.stats.power import TTestIndPower, TTestPower
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
     alpha = _check_alpha(alpha)
-    if not (isinstance(power, (int, float)) and 0 < float(power) < 1):
+    _check_alternative(alternative)
+    g = np.asarray(gaps, dtype=float)
+    if g.ndim != 2 or g.shape[1] < 2:
+        raise ValueError(f"gaps must be a 2-D array [n_seeds, k >= 2 levels], got shape {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError("gaps contains non-finite values (nan/inf)")
+    n, k = g.shape
+    if n < MIN_SEEDS:
+        raise InsufficientSeeds("trend seeds", n)
+    x = np.asarray(levels, dtype=float)
+    if x.shape != (k,) or not np.all(np.isfinite(x)) or np.unique(x).size != k:
+        raise ValueError(f"levels must be {k} distinct finite numbers, got {list(levels)!r}")
+    span = float(x.max() - x.min())
+    design = np.column_stack([np.tile(x, n), np.repeat(np.eye(n), k, axis=0)])
+    fit = sm.OLS(g.ravel(), design).fit()
+    df = float(fit.df_resid)
+    slope, se_slope = float(fit.params[0]), float(fit.bse[0])
+    est = slope * span
+    sd = float(math.sqrt(fit.scale))
+    method = "trend: OLS gap ~ level + seed fixed effects"
+    if not (se_slope > 1e-12 * max(1.0, abs(slope))):
+        return TestResult(f"{method} (degenerate: zero residual)", alternative, 0.0, est, est, est,
+                          math.copysign(math.inf, est) if est else math.nan, df,
+                          _degenerate_p(est, 0.0, alternative), n, 0.0, 0.0, alpha)
+    t = slope / se_slope
+    half = float(sps.t.ppf(1 - alpha / 2, df)) * se_slope * span
+    return TestResult(method, alternative, 0.0, est, est - half, est + half, t, df,
+                      _t_p(t, df, alternative), n, sd, se_slope * span, alpha)
+
+
+def level_sxx(levels: Sequence[float]) -> float:
+    """``sum((x - mean(x))^2) / range(x)^2`` of the levels: the trend design's spread factor."""
+    x = np.asarray(levels, dtype=float)
+    return float(np.sum((x - x.mean()) ** 2) / (x.max() - x.min()) ** 2)
+
+
+# --------------------------------------------------------------------------
+# power of a one-sided t test at a declared smallest effect, and seeds needed
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Design:
+    """The t test of a hypothesis, for power: ``kind`` is ``paired`` (one-sample t on n per-seed
+    contrasts), ``welch`` (two arms of n seeds each, no pairing) or ``trend`` (k levels with
+    :func:`level_sxx` ``sxx``)."""
+
+    kind: str
+    k: int = 2
+    sxx: float = 0.5
+
+    def ncp_df(self, n: Any, effect: float, sd: float) -> tuple[np.ndarray, np.ndarray]:
+        """Noncentrality and df of the t statistic for ``n`` seeds when the true contrast is ``effect``
+        and the SD (per-seed contrast; per arm for Welch; residual for trend) is ``sd``."""
+        n = np.asarray(n, dtype=float)
+        if self.kind == "paired":
+            return effect / sd * np.sqrt(n), n - 1
+        if self.kind == "welch":
+            return effect / (sd * np.sqrt(2 / n)), 2 * n - 2
+        if self.kind == "trend":
+            return effect * np.sqrt(n * self.sxx) / sd, n * (self.k - 1) - 1
+        raise ValueError(f"Design.kind must be paired, welch or trend; got {self.kind!r}")
+
+
+def power_one_sided(design: Design, n: Any, effect: float, sd: float, alpha: float) -> np.ndarray:
+    """Power of the one-sided level-``alpha`` t test when the true contrast is ``effect`` (> 0 in
+    the test's direction; the distance to the null boundary for a non-superiority test).
+
+    ``statsmodels.stats.power.ttest_power`` with the design's noncentrality and df
+    (``P(T' > t_{1-alpha, df})``, T' noncentral t). NaN where ``sd`` is not finite or > 0 is not
+    met; 1 where statsmodels returns NaN for a huge noncentrality (> 30). Vectorised over ``n``.
+    """
+    alpha = _check_alpha(alpha)
+    n = np.asarray(n, dtype=float)
+    if not (math.isfinite(sd) and sd > 0 and math.isfinite(effect)):
+        return np.full(n.shape, math.nan)
+    ncp, df = design.ncp_df(n, float(effect), float(sd))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = np.asarray(ttest_power(ncp, nobs=1, alpha=alpha, df=df, alternative="larger"), dtype=float)
+    p = np.where(np.isnan(p) & (ncp > 30), 1.0, p)
+    return np.clip(p, 0.0, 1.0)
+
+
+MAX_PLANNED_SEEDS = 10_000
+
+
+def seeds_needed(design: Design, effect: float, sd: float, *, alpha: float, power: float) -> float:
+    """Smallest number of seeds (>= :data:`MIN_SEEDS`) whose one-sided t test reaches ``power`` at
+    ``effect`` (:func:`power_one_sided`); ``inf`` beyond :data:`MAX_PLANNED_SEEDS`, NaN when the SD
+    is unknown. Per arm for ``welch``; per level of every arm for ``trend``."""
+    if not (0 < float(power) < 1):
         raise ValueError(f"power must be in (0, 1), got {power!r}")
-    try:
-        es = abs(float(effect_size_d))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"effect_size_d must be a number, got {effect_size_d!r}") from exc
-    if not math.isfinite(es):
-        raise ValueError(f"effect_size_d must be finite, got {effect_size_d!r}")
-    if es < 1e-9:
+    if not (math.isfinite(sd) and sd > 0):
+        return math.nan
+    if effect <= 0:
         return math.inf
-    with warnings.catch_warnings():  # a failed solve is handled below
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        if paired:
-            n = TTestPower().solve_power(effect_size=es, nobs=None, alpha=alpha, power=power,
-                                         alternative="two-sided")
-        else:
-            n = TTestIndPower().solve_power(effect_size=es, nobs1=None, alpha=alpha, power=power,
-                                            ratio=1.0, alternative="two-sided")
-    n = float(np.asarray(n).item())
-    if not math.isfinite(n):
-        # statsmodels' noncentral-t power returns nan for large noncentrality (large effects):
-        # fall back to an integer search with a robust power computation
-        return _min_n_for_power(es, alpha=alpha, power=float(power), paired=paired)
-    return max(MIN_SEEDS, int(math.ceil(n - 1e-9)))
+    n = np.arange(MIN_SEEDS, MAX_PLANNED_SEEDS + 1)
+    ok = np.nonzero(power_one_sided(design, n, effect, sd, alpha) >= power)[0]
+    return float(n[ok[0]]) if ok.size else math.inf
 
 
-def _t_test_power(es: float, n: int, *, alpha: float, paired: bool) -> float:
-    """Power of the two-sided t test (paired: one-sample on n differences; unpaired: n per arm).
-
-    ``T = (Z + delta) / sqrt(V / df)`` with ``V ~ chi2(df)``, so
-    ``P(T > c) = E_V[Phi(delta - c sqrt(V/df))]``; the expectation is integrated over the
-    chi-square quantile ``u in (0, 1)``, which stays finite and accurate for any effect size
-    (unlike the noncentral-t routines for large noncentrality).
-    """
-    from scipy import integrate
-
-    df = n - 1 if paired else 2 * n - 2
-    delta = es * math.sqrt(n if paired else n / 2)
-    c = float(sps.t.ppf(1 - alpha / 2, df))
-
-    def f(u: float) -> float:
-        s = math.sqrt(float(sps.chi2.ppf(u, df)) / df)
-        return float(sps.norm.cdf(delta - c * s) + sps.norm.cdf(-delta - c * s))
-
-    val, _ = integrate.quad(f, 0.0, 1.0, limit=200)
-    return min(1.0, max(0.0, val))
-
-
-def _min_n_for_power(es: float, *, alpha: float, power: float, paired: bool) -> int:
-    """Smallest integer n >= MIN_SEEDS with :func:`_t_test_power` >= ``power`` (doubling + bisection)."""
-    def ok(n: int) -> bool:
-        return _t_test_power(es, n, alpha=alpha, paired=paired) >= power
-
-    lo = MIN_SEEDS
-    if ok(lo):
-        return lo
-    hi = 2 * lo
-    while not ok(hi):
-        lo, hi = hi, 2 * hi
-        if hi > 10**8:
-            raise ValueError(f"power search failed for effect_size_d={es!r}")
-    while hi - lo > 1:  # invariant: not ok(lo), ok(hi)
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
+def sd_upper_bound(sd: float, df: float, *, alpha: float = 0.05) -> float:
+    """One-sided ``1 - alpha`` upper confidence bound of a normal SD estimated with ``df`` degrees of
+    freedom: ``sd * sqrt(df / chi2_{alpha, df})``. NaN when ``df < 1`` or ``sd`` is not finite."""
+    alpha = _check_alpha(alpha)
+    if not (math.isfinite(sd) and math.isfinite(df) and df >= 1):
+        return math.nan
+    return float(sd * math.sqrt(df / sps.chi2.ppf(alpha, df)))
 
 
 # --------------------------------------------------------------------------
-# two-way ANOVA
+# repeated-measures two-way ANOVA (descriptive, secondary)
 # --------------------------------------------------------------------------
-def two_way_anova(df: pd.DataFrame, value: str = "value", factor_a: str = "label_type",
-                  factor_b: str = "family") -> pd.DataFrame:
-    """Two-way ANOVA with interaction, Type II sums of squares.
+def rm_anova(df: pd.DataFrame, value: str, subject: str, within: Sequence[str]) -> pd.DataFrame:
+    """Two-way repeated-measures ANOVA, seed as subject: ``statsmodels.stats.anova.AnovaRM``.
 
-    Fits ``value ~ C(factor_a) * C(factor_b)`` with ``statsmodels.formula.api.ols``
-    and returns ``statsmodels.stats.anova.anova_lm(model, typ=2)`` (rows: the two
-    main effects, the interaction, Residual; columns ``sum_sq, df, F, PR(>F)``).
-    Every (factor_a, factor_b) cell must have at least :data:`MIN_SEEDS` rows.
-    Note: Type II is appropriate when the interaction is negligible; with a
-    strong interaction the main-effect rows should be read with care.
+    Every subject must have exactly one value in every cell of ``within`` (balanced; drop seeds
+    that miss a cell first). Returns AnovaRM's table (rows: each factor and their interaction;
+    columns ``F Value, Num DF, Den DF, Pr > F``). Refuses fewer than :data:`MIN_SEEDS` subjects.
     """
-    import statsmodels.formula.api as smf
-    from statsmodels.stats.anova import anova_lm
-
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError("df must be a pandas DataFrame")
-    for arg, col in (("value", value), ("factor_a", factor_a), ("factor_b", factor_b)):
+    within = list(within)
+    for col in [value, subject, *within]:
         if col not in df.columns:
-            raise ValueError(f"{arg}={col!r} is not a column of df")
-    if len({value, factor_a, factor_b}) != 3:
-        raise ValueError("value, factor_a and factor_b must be distinct columns")
-    data = df[[value, factor_a, factor_b]].copy()
-    y = pd.to_numeric(data[value], errors="coerce")
+            raise ValueError(f"column {col!r} is not in the data (columns: {', '.join(map(str, df.columns))})")
+    y = pd.to_numeric(df[value], errors="coerce")
     if y.isna().any() or not np.all(np.isfinite(y)):
         raise ValueError(f"value column {value!r} must be numeric and finite")
-    if data[factor_a].nunique() < 2 or data[factor_b].nunique() < 2:
-        raise ValueError("factor_a and factor_b must each have at least 2 levels")
-    counts = data.groupby([factor_a, factor_b]).size()
-    full = len(counts) == data[factor_a].nunique() * data[factor_b].nunique()
-    if not full:
-        raise ValueError("every combination of factor_a and factor_b must be present")
-    if counts.min() < MIN_SEEDS:
-        cell = counts.idxmin()
-        raise InsufficientSeeds(f"cell {factor_a},{factor_b}={cell}", int(counts.min()))
-    data = pd.DataFrame({"y": y.astype(float), "fa": data[factor_a].astype(str),
-                         "fb": data[factor_b].astype(str)})
-    model = smf.ols("y ~ C(fa) * C(fb)", data=data).fit()
-    table = anova_lm(model, typ=2)
-    table = table.rename(index={
-        "C(fa)": factor_a, "C(fb)": factor_b, "C(fa):C(fb)": f"{factor_a}:{factor_b}",
-    })
-    return table
+    n_sub = df[subject].nunique()
+    if n_sub < MIN_SEEDS:
+        raise InsufficientSeeds("subjects", int(n_sub))
+    cells = df.groupby([subject, *within]).size()
+    n_cells = int(np.prod([df[w].nunique() for w in within]))
+    if cells.max() != 1 or len(cells) != n_sub * n_cells:
+        raise ValueError("the design must be balanced: one value per subject and cell")
+    data = df[[subject, *within]].astype(str).assign(**{value: y.astype(float)})
+    return AnovaRM(data, depvar=value, subject=subject, within=within).fit().anova_table

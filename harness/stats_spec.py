@@ -12,14 +12,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["validate_stats_spec", "SCALAR_METRICS", "DEFAULT_METRICS", "HYPOTHESIS_KINDS"]
+from harness.schema import DEFAULT_METRICS, SCALAR_METRICS, is_fraction
 
-#: scalar (corruption-free) metrics a stats spec may name; plus any ``cifar10h_*`` metric
-SCALAR_METRICS = ("accuracy", "nll", "ece", "brier", "corruption_accuracy_mean15",
-                  "corruption_accuracy_mean19")
-_METRIC_PREFIXES = ("cifar10h_",)
-DEFAULT_METRICS = ("accuracy", "corruption_accuracy_mean15", "corruption_accuracy_mean19", "ece")
-HYPOTHESIS_KINDS = ("interaction", "not_better", "lower", "higher")
+__all__ = ["validate_stats_spec", "SCALAR_METRICS", "DEFAULT_METRICS", "HYPOTHESIS_KINDS", "DIRECTIONS"]
+
+HYPOTHESIS_KINDS = ("interaction", "directional", "non_superiority")
+#: allowed ``direction`` per hypothesis kind (non_superiority's direction follows the metric)
+DIRECTIONS = {"interaction": ("increasing", "decreasing"), "directional": ("higher", "lower")}
+#: largest mde / margin accepted for a fraction metric: a bigger one is almost surely a unit mix-up
+#: (percentage points written where the fraction is meant)
+_MAX_FRACTION_EFFECT = 0.5
 
 
 # =====================================================================================
@@ -33,10 +35,9 @@ _ENTRY_KEYS = {  # section -> (required, optional)
     "equivalence": (("name", "arm", "reference", "metric", "margin"), ()),
 }
 _HYP_KEYS = {
-    "interaction": (("id", "statement", "kind", "anova"), ()),
-    "not_better": (("id", "statement", "kind", "arm", "reference", "metric"), ("equivalence",)),
-    "lower": (("id", "statement", "kind", "arm", "reference", "metric"), ()),
-    "higher": (("id", "statement", "kind", "arm", "reference", "metric"), ()),
+    "interaction": (("id", "statement", "kind", "metric", "pairs", "direction", "mde"), ("levels",)),
+    "directional": (("id", "statement", "kind", "arm", "reference", "metric", "direction", "mde"), ()),
+    "non_superiority": (("id", "statement", "kind", "arm", "reference", "metric", "mde"), ()),
 }
 
 
@@ -67,10 +68,20 @@ def _text(v: Any, path: str) -> str:
 
 
 def _metric(v: Any, path: str) -> str:
-    if not isinstance(v, str) or not (v in SCALAR_METRICS or (v.startswith(_METRIC_PREFIXES)
-                                                               and len(v) > len("cifar10h_"))):
-        raise _fail(path, v, f"allowed metrics: {', '.join(SCALAR_METRICS)} or cifar10h_*")
+    if not isinstance(v, str) or v not in SCALAR_METRICS:
+        raise _fail(path, v, f"allowed metrics: {', '.join(SCALAR_METRICS)}")
     return v
+
+
+def _effect(v: Any, path: str, metric: str) -> float:
+    """An effect size in the metric's unit (mde, margin): finite, > 0; <= 0.5 for fraction metrics."""
+    if not (_is_number(v) and math.isfinite(float(v)) and float(v) > 0):
+        raise _fail(path, v, "expected a finite number > 0 in the metric's unit "
+                    "(fractions for accuracies and ECE: 0.01 = 1 percentage point)")
+    if is_fraction(metric) and float(v) > _MAX_FRACTION_EFFECT:
+        raise _fail(path, v, f"{metric} is a fraction in [0, 1]: expected at most {_MAX_FRACTION_EFFECT} "
+                    "(write 1 percentage point as 0.01)")
+    return float(v)
 
 
 def _arm_name(v: Any, path: str, arms: Mapping | None) -> str:
@@ -96,9 +107,21 @@ def validate_stats_spec(spec: Mapping | None, arms: Mapping | None = None) -> di
     Defaults: ``alpha`` 0.05 (in (0, 1)), ``n_boot`` 2000 (int >= 100 bootstrap resamples),
     ``bootstrap_seed`` 0 (int >= 0), ``power`` 0.8 (in (0, 1)), ``metrics`` [accuracy,
     corruption_accuracy_mean15, corruption_accuracy_mean19, ece], and empty ``comparisons``,
-    ``anova``, ``equivalence``, ``hypotheses``. Equivalence margins are in the metric's unit
-    (> 0). When ``arms`` (the ``arms:`` mapping of params.yaml) is given, every arm named must
-    exist in it, and ANOVA arms must declare both factors and cross them fully.
+    ``anova``, ``equivalence``, ``hypotheses``. Equivalence margins and hypothesis ``mde`` are in
+    the metric's unit (> 0; at most 0.5 for fraction metrics, where 0.01 = 1 percentage point).
+    When ``arms`` (the ``arms:`` mapping of params.yaml) is given, every arm named must exist in
+    it, and ANOVA arms must declare both factors and cross them fully.
+
+    Hypotheses (pre-declared, each decided by one directional seed-paired test; see
+    :mod:`harness.verdicts`):
+
+    * ``interaction``: ``pairs`` ``[[arm, reference], ...]`` ordered by level (>= 2; optional
+      numeric ``levels``, default 0, 1, ...), ``direction`` ``increasing`` / ``decreasing`` (of the
+      gap arm - reference with the level), ``mde``: the smallest change of that gap from the lowest
+      to the highest level that matters.
+    * ``directional``: ``arm``, ``reference``, ``direction`` ``higher`` / ``lower``, ``mde``.
+    * ``non_superiority``: ``arm``, ``reference``, ``mde`` = the margin: "arm is not better than
+      reference by ``mde`` or more" (better = the metric's better direction).
 
     Every error is a ``ValueError`` whose message starts with the field path (for example
     ``stats.comparisons[2].reference``) and names the value and what is allowed. Unknown keys
@@ -210,16 +233,11 @@ def validate_stats_spec(spec: Mapping | None, arms: Mapping | None = None) -> di
         if ref == arm:
             raise _fail(f"{p}.reference", ref, "the reference must differ from the arm")
         metric = _metric(e["metric"], f"{p}.metric")
-        margin = e["margin"]
-        if not (_is_number(margin) and math.isfinite(float(margin)) and float(margin) > 0):
-            raise _fail(f"{p}.margin", margin, "expected a finite number > 0 in the metric's unit")
         equivs.append({"name": name, "arm": arm, "reference": ref, "metric": metric,
-                       "margin": float(margin)})
+                       "margin": _effect(e["margin"], f"{p}.margin", metric)})
     out["equivalence"] = equivs
 
     hyps = []
-    anova_by = {a["name"]: a for a in anovas}
-    equiv_by = {q["name"]: q for q in equivs}
     for i, e in enumerate(_list(spec.get("hypotheses"), "stats.hypotheses")):
         p = f"stats.hypotheses[{i}]"
         if not isinstance(e, Mapping):
@@ -231,30 +249,48 @@ def validate_stats_spec(spec: Mapping | None, arms: Mapping | None = None) -> di
         hid = _text(e["id"], f"{p}.id")
         if any(h["id"] == hid for h in hyps):
             raise _fail(f"{p}.id", hid, "hypothesis ids must be unique")
-        h = {"id": hid, "statement": _text(e["statement"], f"{p}.statement"), "kind": kind}
+        metric = _metric(e["metric"], f"{p}.metric")
+        h = {"id": hid, "statement": _text(e["statement"], f"{p}.statement"), "kind": kind,
+             "metric": metric, "mde": _effect(e["mde"], f"{p}.mde", metric)}
+        if kind in DIRECTIONS:
+            if e["direction"] not in DIRECTIONS[kind]:
+                raise _fail(f"{p}.direction", e["direction"],
+                            f"allowed for kind {kind}: {', '.join(DIRECTIONS[kind])}")
+            h["direction"] = e["direction"]
         if kind == "interaction":
-            if e["anova"] not in anova_by:
-                raise _fail(f"{p}.anova", e["anova"],
-                            f"not a name of stats.anova (names: {', '.join(anova_by) or 'none declared'})")
-            h["anova"] = e["anova"]
+            pairs = _list(e["pairs"], f"{p}.pairs")
+            if len(pairs) < 2:
+                raise _fail(f"{p}.pairs", e["pairs"], "expected a list of >= 2 [arm, reference] pairs, "
+                            "ordered from the lowest to the highest level")
+            h["pairs"], seen = [], set()
+            for j, pair in enumerate(pairs):
+                pj = f"{p}.pairs[{j}]"
+                if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                    raise _fail(pj, pair, "expected [arm, reference]")
+                arm = _arm_name(pair[0], f"{pj}[0]", arms)
+                ref = _arm_name(pair[1], f"{pj}[1]", arms)
+                if arm == ref:
+                    raise _fail(f"{pj}[1]", ref, "the reference must differ from the arm")
+                for k, a in ((0, arm), (1, ref)):
+                    if a in seen:
+                        raise _fail(f"{pj}[{k}]", a, "each arm may appear in one pair only")
+                    seen.add(a)
+                h["pairs"].append([arm, ref])
+            levels = e.get("levels")
+            if levels is None:
+                h["levels"] = [float(j) for j in range(len(pairs))]
+            else:
+                lv = _list(levels, f"{p}.levels")
+                if len(lv) != len(pairs) or not all(_is_number(x) and math.isfinite(float(x)) for x in lv) \
+                        or any(float(b) <= float(a) for a, b in zip(lv, lv[1:])):
+                    raise _fail(f"{p}.levels", levels, f"expected {len(pairs)} finite, strictly increasing "
+                                "numbers (one per pair, in the pairs' order)")
+                h["levels"] = [float(x) for x in lv]
         else:
             h["arm"] = _arm_name(e["arm"], f"{p}.arm", arms)
             h["reference"] = _arm_name(e["reference"], f"{p}.reference", arms)
             if h["reference"] == h["arm"]:
                 raise _fail(f"{p}.reference", h["reference"], "the reference must differ from the arm")
-            h["metric"] = _metric(e["metric"], f"{p}.metric")
-            if "equivalence" in e and e["equivalence"] is not None:
-                q = equiv_by.get(e["equivalence"])
-                if q is None:
-                    raise _fail(f"{p}.equivalence", e["equivalence"],
-                                f"not a name of stats.equivalence (names: "
-                                f"{', '.join(equiv_by) or 'none declared'})")
-                if (q["arm"], q["reference"], q["metric"]) != (h["arm"], h["reference"], h["metric"]):
-                    raise _fail(f"{p}.equivalence", e["equivalence"],
-                                f"it compares {q['arm']} vs {q['reference']} on {q['metric']}; it must "
-                                f"compare the hypothesis' arm, reference and metric ({h['arm']} vs "
-                                f"{h['reference']} on {h['metric']})")
-                h["equivalence"] = e["equivalence"]
         hyps.append(h)
     out["hypotheses"] = hyps
     return copy.deepcopy(out)

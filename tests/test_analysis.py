@@ -21,7 +21,7 @@ from harness import stats as hs
 from harness.analysis import (
     COLUMNS,
     GUARD_NOTE,
-    HYPOTHESIS_KEYS,
+
     analyze,
     load_results,
     validate_stats_spec,
