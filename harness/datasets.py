@@ -43,10 +43,21 @@ Datasets (``DATASETS``)
 
 Finding the raw data (``source=None``)
 --------------------------------------
-In this order: ``datasets/raw/<name>/`` (in the working directory, then in the repository),
-``../shared/data/<name>/`` relative to the repository root, then ``$SOFTBENCH_DATA/<name>/`` and
-``$SOFTBENCH_DATA`` itself. ``download=True`` fetches the official archive with torchvision's
-downloader into ``datasets/raw/<name>/`` of the repository (or into ``source``) and uses it.
+The repository root is the working copy (``harness.paths.repo_root()``: the current working directory,
+or ``$SOFTBENCH_ROOT``), never the folder the package was installed from. In this order:
+``<root>/datasets/raw/<name>/``, ``<root>/../shared/data/<name>/``, then ``$SOFTBENCH_DATA/<name>/`` and
+``$SOFTBENCH_DATA`` itself. Prepared files go to ``<root>/datasets/prepared/<name>/`` by default.
+
+Downloading (``download=True``; the pipeline's grid field ``download: auto``)
+----------------------------------------------------------------------------
+When the raw data is not found, the official archive is fetched into ``<root>/datasets/raw/<name>/``
+(or into ``source``) by :mod:`harness.download`: torchvision's downloader with a progress bar, the
+published MD5 (CIFAR-10/100: torchvision's ``tgz_md5``; Tiny ImageNet: ``TINYIMAGENET_MD5``), atomic
+placement, nothing left behind on failure. The CIFAR archives are read in place; the Tiny ImageNet zip
+is unpacked to ``tiny-imagenet-200/`` and deleted. The source can be overridden with
+``$SOFTBENCH_DATA_URL_<CIFAR10|CIFAR100|TINYIMAGENET>`` (and a mirror's own MD5 with
+``$SOFTBENCH_DATA_MD5_<...>``). A source that cannot be reached gives the not-found message (searched
+paths, accepted layouts) with the reason; a checksum mismatch raises ``ChecksumMismatchError``.
 
 Prepared files
 --------------
@@ -73,6 +84,7 @@ import io
 import json
 import os
 import pickle
+import sys
 import tarfile
 import tempfile
 import warnings
@@ -85,18 +97,20 @@ from typing import Any
 
 import numpy as np
 
+from harness.paths import raw_data_dir, repo_root, shared_data_dir
+
 __all__ = [
     "ArrayDataset",
     "DATASETS",
     "DATASET_SPECS",
     "DEFAULT_DATASET",
     "DatasetSpec",
+    "REMOTES",
     "load_dataset",
     "prepare_dataset",
     "search_paths",
 ]
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
 FORMAT_VERSION = 1
 
 
@@ -166,6 +180,27 @@ _CIFAR = {
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINYIMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 _TINY_FOLDER = "tiny-imagenet-200"
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a dataset's official archive is published (``harness.download.Remote`` fields)."""
+
+    key: str  # suffix of $SOFTBENCH_DATA_URL_<key> / $SOFTBENCH_DATA_MD5_<key>
+    url: str
+    filename: str
+    md5: str
+
+
+#: The official archives fetched on first use (CIFAR: torchvision's CIFAR10/CIFAR100 url, filename and
+#: tgz_md5, checked against torchvision in the tests).
+REMOTES: dict[str, _Source] = {
+    "cifar10": _Source("CIFAR10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                       "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
+    "cifar100": _Source("CIFAR100", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                        "cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
+    "tinyimagenet": _Source("TINYIMAGENET", TINYIMAGENET_URL, f"{_TINY_FOLDER}.zip", TINYIMAGENET_MD5),
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -308,17 +343,23 @@ def _check_name(name: str) -> str:
     return name
 
 
-def load_dataset(name: str, *, root: str | os.PathLike = "datasets/prepared",
+def _prepared_root(root: str | os.PathLike | None) -> Path:
+    return repo_root() / "datasets" / "prepared" if root is None else Path(root)
+
+
+def load_dataset(name: str, *, root: str | os.PathLike | None = None,
                  source: str | os.PathLike | None = None,
                  download: bool = False) -> tuple[ArrayDataset, ArrayDataset]:
     """Load ``(train, test)`` of ``name`` into memory.
 
-    Uses ``<root>/<name>/{train,test}.npz`` when a complete preparation is there (``meta.json``
-    present); otherwise prepares it first with :func:`prepare_dataset` (same ``source`` and
-    ``download``). To rebuild from another source, call ``prepare_dataset(..., force=True)``.
+    Uses ``<root>/<name>/{train,test}.npz`` (default root: ``datasets/prepared`` of the working copy)
+    when a complete preparation is there (``meta.json`` present); otherwise prepares it first with
+    :func:`prepare_dataset` (same ``source`` and ``download``). To rebuild from another source, call
+    ``prepare_dataset(..., force=True)``.
     """
     _check_name(name)
-    out = Path(root) / name
+    root = _prepared_root(root)
+    out = root / name
     if _is_complete(out) and source is not None:
         recorded = str(_read_meta(out).get("source"))
         given = Path(source).resolve()
@@ -333,17 +374,19 @@ def load_dataset(name: str, *, root: str | os.PathLike = "datasets/prepared",
     return _load_prepared_split(out, "train", name), _load_prepared_split(out, "test", name)
 
 
-def prepare_dataset(name: str, *, root: str | os.PathLike = "datasets/prepared",
+def prepare_dataset(name: str, *, root: str | os.PathLike | None = None,
                     source: str | os.PathLike | None = None, download: bool = False,
                     force: bool = False) -> Path:
     """Convert ``name`` to ``<root>/<name>/{train,test}.npz`` + ``meta.json``; return ``<root>/<name>``.
 
-    A no-op when a complete preparation exists, unless ``force``. Raises FileNotFoundError (with the
-    searched paths, the accepted layouts and how to download) when the raw data cannot be found, and
-    ValueError naming the file when an input is corrupt.
+    A no-op when a complete preparation exists, unless ``force``. With ``download``, missing raw data
+    is fetched first (see the module docstring). Raises FileNotFoundError (with the searched paths, the
+    accepted layouts and how to download; also when a download cannot reach its source) when the raw
+    data cannot be found, ``harness.download.ChecksumMismatchError`` when a download is not the
+    published file, and ValueError naming the file when an input is corrupt.
     """
     _check_name(name)
-    out = Path(root) / name
+    out = _prepared_root(root) / name
     if _is_complete(out) and not force:
         return out
     if name == "mnist5k":
@@ -361,8 +404,7 @@ def prepare_dataset(name: str, *, root: str | os.PathLike = "datasets/prepared",
 def search_paths(name: str) -> list[Path]:
     """Folders searched for the raw data of ``name`` when ``source`` is None, in order."""
     _check_name(name)
-    paths = [Path.cwd() / "datasets" / "raw" / name, _REPO_ROOT / "datasets" / "raw" / name,
-             _REPO_ROOT.parent / "shared" / "data" / name]
+    paths = [raw_data_dir(name), shared_data_dir() / name]
     env = os.environ.get("SOFTBENCH_DATA")
     if env:
         paths += [Path(env) / name, Path(env)]
@@ -565,44 +607,48 @@ def _layouts_text(name: str) -> str:
     )
 
 
-def _not_found(name: str, tried: list[tuple[Path, str]], explicit: bool) -> FileNotFoundError:
+def _not_found(name: str, tried: list[tuple[Path, str]], explicit: bool,
+               download_failure: str | None = None) -> FileNotFoundError:
     lines = [f"{name}: raw data not found. Searched:"]
     lines += [f"  - {p} ({why})" for p, why in tried]
     if not explicit and not os.environ.get("SOFTBENCH_DATA"):
         lines.append("  - $SOFTBENCH_DATA (not set)")
-    lines.append(f"Accepted layouts (put one in {_REPO_ROOT / 'datasets' / 'raw' / name}/, "
+    lines.append(f"Accepted layouts (put one in {raw_data_dir(name)}/, "
                  "or pass source= / point $SOFTBENCH_DATA at it):")
     lines.append(_layouts_text(name))
-    how = "torchvision's downloader" + ("" if name in _CIFAR else f" from {TINYIMAGENET_URL}")
-    lines.append(f"To download it (needs internet): load_dataset({name!r}, download=True) or the CLI's "
-                 f"--download flag ({how}, into {_REPO_ROOT / 'datasets' / 'raw' / name}/).")
+    r = REMOTES[name]
+    if download_failure is not None:
+        lines.append(f"Download tried and failed: {download_failure}. Check the connection, or put the data "
+                     f"in place by hand, or point ${'SOFTBENCH_DATA_URL_' + r.key} at a reachable copy.")
+    else:
+        lines.append(f"To download it (needs internet; {r.url}, MD5 {r.md5}): set 'download: auto' in "
+                     f"params.yaml (the pipeline's default), load_dataset({name!r}, download=True) or the CLI's "
+                     f"--download flag (into {raw_data_dir(name)}/; another source: "
+                     f"$SOFTBENCH_DATA_URL_{r.key}).")
     return FileNotFoundError("\n".join(lines))
 
 
-def _download_archive(url: str, dest: Path, filename: str, md5: str) -> None:
-    """Download and extract with torchvision (monkeypatched in the tests; never called offline)."""
-    from torchvision.datasets.utils import download_and_extract_archive
+def _download(name: str, dest: Path) -> str | None:
+    """Fetch and verify the official archive of ``name`` into ``dest`` (tinyimagenet: unpacked).
 
-    download_and_extract_archive(url, download_root=str(dest), filename=filename, md5=md5)
+    Returns None on success, or why the source could not be reached; a download that is not the
+    published file raises ``harness.download.ChecksumMismatchError``.
+    """
+    # torchvision (under harness.download) costs ~1.6 s to import: only a download imports it
+    from harness.download import DownloadError, Remote, fetch, fetch_and_extract
 
-
-def _download(name: str, dest: Path) -> None:
-    if name in _CIFAR:
-        import torchvision.datasets as tvd
-
-        cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
-        url, filename, md5 = cls.url, cls.filename, cls.tgz_md5
-    else:
-        url, filename, md5 = TINYIMAGENET_URL, f"{_TINY_FOLDER}.zip", TINYIMAGENET_MD5
-    dest.mkdir(parents=True, exist_ok=True)
-    print(f"[datasets] downloading {name} from {url} into {dest}", flush=True)
+    r = REMOTES[name]
+    remote = Remote(r.key, r.url, r.filename, r.md5).resolved()
+    print(f"[datasets] {name}: downloading {remote.url} into {dest}", file=sys.stderr, flush=True)
     try:
-        _download_archive(url, dest, filename, md5)
-    except Exception as exc:
-        raise RuntimeError(
-            f"{name}: download from {url} into {dest} failed ({type(exc).__name__}: {exc}). "
-            f"Without internet, put the data in place by hand; accepted layouts:\n{_layouts_text(name)}"
-        ) from None
+        if name in _CIFAR:
+            path = fetch(remote, dest)  # the loader reads the archive in place
+        else:
+            path = fetch_and_extract(remote, dest, _TINY_FOLDER)
+    except DownloadError as exc:
+        return str(exc)
+    print(f"[datasets] {name}: {path} verified (MD5 {remote.md5})", file=sys.stderr, flush=True)
+    return None
 
 
 def _resolve_source(name: str, source, download: bool, detect: Callable[[Path], Any]):
@@ -620,16 +666,18 @@ def _resolve_source(name: str, source, download: bool, detect: Callable[[Path], 
         if found is not None:
             return found
         tried.append((cand.absolute(), "exists, but holds none of the accepted layouts"))
+    failure = None
     if download:
-        dest = Path(source) if source is not None else _REPO_ROOT / "datasets" / "raw" / name
+        dest = Path(source) if source is not None else raw_data_dir(name)
         if dest.suffix in (".npz", ".gz", ".zip"):
             dest = dest.parent
-        _download(name, dest)
-        found = detect(dest)
-        if found is not None:
-            return found
-        tried.append((dest.absolute(), "downloaded into, but no accepted layout appeared"))
-    raise _not_found(name, tried, explicit=source is not None)
+        failure = _download(name, dest)
+        if failure is None:
+            found = detect(dest)
+            if found is not None:
+                return found
+            tried.append((dest.absolute(), "downloaded into, but no accepted layout appeared"))
+    raise _not_found(name, tried, explicit=source is not None, download_failure=failure)
 
 
 # --------------------------------------------------------------------------------------------------

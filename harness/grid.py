@@ -35,14 +35,20 @@ RUNS_ROOT = Path("runs")
 CORRUPTED_ROOT = Path("datasets/corrupted")  # the pipeline's corrupted evaluation sets (stage corruptions)
 LABEL_TYPES = ("hard", "soft", "ls")
 FITTED_SOURCES = ("hvs", "proxy")  # mapping sets the pipeline fits (stages fit_mappings, proxy_accuracy)
-_TOP_KEYS = {"grid", "description", "dataset", "data_source", "datasets_allowed", "seeds", "run_arms", "base",
-             "evaluation", "arms", "reference_comparable", "fit", "stats", "report"}
+_TOP_KEYS = {"grid", "description", "dataset", "data_source", "download", "datasets_allowed", "seeds",
+             "run_arms", "base", "evaluation", "arms", "reference_comparable", "fit", "stats", "report"}
 _REQUIRED = ("grid", "dataset", "seeds", "run_arms", "base", "arms")
 _ARM_KEYS = {"factors", "augment", "set", "reference", "description"}
 _EVAL_KEYS = {"corruption_n": "corruption_n", "corruption_severities": "corruption_severities",
               "op_bins": "op_eval_bins", "corruptions": "corruptions", "eval_batch_size": "eval_batch_size"}
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _FIT_KEYS = {"n_images", "n_boot", "proxy_epochs", "proxy_n_per_class", "fallback"}
+#: ``download``: auto = the prepare stage fetches a missing dataset (and the corruptions stage the official
+#: corruption files when asked for); never = local copies only
+DOWNLOAD_MODES = ("auto", "never")
+#: ``evaluation.corruption_source``: generated = reimplemented corruptions (default); official = the released
+#: CIFAR-10-C / CIFAR-100-C files (fetched on first use with ``download: auto``)
+CORRUPTION_SOURCES = ("generated", "official")
 
 
 def _fail(where: str, value: Any, allowed: str) -> None:
@@ -85,6 +91,8 @@ class Grid:
     fit: dict
     stats: dict
     raw: dict = field(repr=False, default_factory=dict)
+    download: str = "auto"
+    corruption_source: str = "generated"
 
     def reference_mismatch(self) -> list[str]:
         """How the trained runs depart from the paper's protocol (METHOD §4.1-4.5); empty when the
@@ -187,7 +195,7 @@ def _validate(raw: Any, source: str) -> Grid:
     for key in ("dataset", "data_source", "seed", "augment"):
         if key in raw["base"]:
             _fail(f"base.{key}", raw["base"][key], f"absent ({key} is set by the grid, not by base)")
-    evaluation = _section(raw, "evaluation", _EVAL_KEYS)
+    evaluation = _section(raw, "evaluation", {*_EVAL_KEYS, "corruption_source"})
     fit = _section(raw, "fit", _FIT_KEYS)
     from harness.stats_spec import validate_stats_spec
 
@@ -198,10 +206,17 @@ def _validate(raw: Any, source: str) -> Grid:
     rc = raw.get("reference_comparable", False)
     if not isinstance(rc, bool):
         _fail("reference_comparable", rc, "true or false")
+    download = raw.get("download", "auto")
+    if download not in DOWNLOAD_MODES:
+        _fail("download", download, f"one of {list(DOWNLOAD_MODES)} (auto: fetch a missing dataset on first use; "
+                                    "never: local copies only)")
+    corruption_source = evaluation.get("corruption_source", "generated")
+    if corruption_source not in CORRUPTION_SOURCES:
+        _fail("evaluation.corruption_source", corruption_source, f"one of {list(CORRUPTION_SOURCES)}")
     grid = Grid(name=raw["grid"], dataset=raw["dataset"], data_source=raw.get("data_source"),
                 seeds=tuple(seeds), run_arms=tuple(run_arms), base=dict(raw["base"]), evaluation=dict(evaluation),
                 arms=arms, reference_comparable=rc, fit=dict(fit), stats=stats_spec,
-                raw=raw)
+                raw=raw, download=download, corruption_source=corruption_source)
     from harness.datasets import DATASET_SPECS
     from harness.pipeline_builder import build_pipeline
 

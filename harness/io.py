@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from harness.paths import repo_root
+
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "git_sha", "provenance"]
 
 
@@ -51,7 +53,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def git_sha(cwd: str | os.PathLike | None = None) -> str | None:
     """Current git commit SHA (with ``-dirty`` if the tree has changes), or None outside git."""
-    cwd = cwd or Path(__file__).resolve().parent.parent
+    cwd = cwd or repo_root()
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10

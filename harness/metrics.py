@@ -43,6 +43,7 @@ from harness.corruptions import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERI
 from harness.corruptions import CORRUPTIONS as _CORRUPTIONS
 from harness.corruptions import FAMILIES as _FAMILY_OF
 from harness.corruptions import FAMILY_NAMES as _FAMILY_NAMES
+from harness.paths import shared_data_dir
 
 __all__ = [
     "BENCHMARK_CORRUPTIONS",
@@ -87,8 +88,9 @@ if ALL_CORRUPTIONS != tuple(BENCHMARK_CORRUPTIONS) + tuple(EXTRA_CORRUPTIONS) or
 ) != sorted(BENCHMARK_CORRUPTIONS):
     raise ImportError("harness.corruptions constants are inconsistent (CORRUPTIONS / FAMILIES)")
 
-#: Where ``cifar10/cifar10h.npz`` lives next to this checkout (``<repo>/../shared/data``).
-DEFAULT_CIFAR10H_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "cifar10h.npz"
+#: Where ``cifar10/cifar10h.npz`` lives next to the working copy (``<repo root>/../shared/data``, see
+#: ``harness.paths``); the value at import time. ``load_cifar10h`` looks beside the current root.
+DEFAULT_CIFAR10H_PATH = shared_data_dir() / "cifar10" / "cifar10h.npz"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,7 +334,7 @@ def load_cifar10h(path: str | Path | None = None, *, order: str = "test_npz") ->
     keys = {"test_npz": "probs_test_order", "original": "probs"}
     if order not in keys:
         raise ValueError(f"order must be one of {sorted(keys)}, got {order!r}")
-    file = Path(DEFAULT_CIFAR10H_PATH if path is None else path)
+    file = Path(shared_data_dir() / "cifar10" / "cifar10h.npz" if path is None else path)
     if not file.is_file():
         raise FileNotFoundError(
             f"CIFAR-10H file not found: {file} (expected shared/data/cifar10/cifar10h.npz, see "

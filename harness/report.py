@@ -37,13 +37,14 @@ import pandas as pd
 
 from harness.io import atomic_write_bytes, atomic_write_text
 from harness.metrics import confidence_bin_sums
+from harness.paths import repo_root
 
 __all__ = ["REFERENCE_LABEL", "load_reference", "write_report"]
 
 #: Label of the reference column (the numbers are aggregates of the authors' logs, METHOD §5.0).
 REFERENCE_LABEL = "reference, Siedel et al. 2025 authors' logs"
 
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = repo_root()  # the working copy (harness.paths), never the install location
 DPI = 110
 RELIABILITY_BINS = 15
 

@@ -40,6 +40,7 @@ from harness.grid import (
     run_id,
     train_dir,
 )
+from harness.paths import code_root
 
 __all__ = ["STAGES", "run_stage", "RUNS_ROOT", "CORRUPTED_ROOT", "REPORTS_ROOT", "train_dir", "eval_dir"]
 
@@ -68,9 +69,10 @@ def _eval_config(grid: Grid, config: TrainConfig) -> TrainConfig:
 
 
 def stage_prepare(grid: Grid, **_) -> None:
+    """Convert the grid's dataset; with ``download: auto`` (default) a missing one is fetched and verified first."""
     from harness.datasets import prepare_dataset
 
-    _log(f"prepared: {prepare_dataset(grid.dataset, source=grid.data_source)}")
+    _log(f"prepared: {prepare_dataset(grid.dataset, source=grid.data_source, download=grid.download == 'auto')}")
 
 
 def stage_corruptions(grid: Grid, progress: bool = True, **_) -> None:
@@ -136,12 +138,12 @@ STAMP_FILE = "train_stamp.json"
 
 
 def code_hash(paths=TRAIN_CODE) -> str:
-    """SHA-256 over the Python sources under ``paths`` (relative to the repo; path and content,
-    sorted). A run is resumed or kept only while the code that trains it is unchanged."""
+    """SHA-256 over the Python sources under ``paths`` (relative to the working copy, ``harness.paths.code_root``;
+    path and content, sorted). A run is resumed or kept only while the code that trains it is unchanged."""
     import hashlib
 
     h = hashlib.sha256()
-    here = Path(__file__).resolve().parents[1]
+    here = code_root(tuple(paths))
     for rel in paths:
         p = here / rel
         for path in sorted(p.rglob("*.py")) if p.is_dir() else [p]:

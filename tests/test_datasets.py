@@ -15,17 +15,18 @@ import torch
 
 import harness.datasets as D
 from harness.datasets import ArrayDataset, load_dataset, prepare_dataset
+from harness.paths import shared_data_dir
 
-SHARED_CIFAR10 = D._REPO_ROOT.parent / "shared" / "data" / "cifar10"
+SHARED_CIFAR10 = shared_data_dir() / "cifar10"
 
 
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
-    """No auto-discovery outside tmp_path: fake repo root, cwd and no $SOFTBENCH_DATA."""
+    """No auto-discovery outside tmp_path: the working copy is tmp_path/repo, no $SOFTBENCH_DATA."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    monkeypatch.setattr(D, "_REPO_ROOT", repo)
     monkeypatch.chdir(repo)
+    monkeypatch.delenv("SOFTBENCH_ROOT", raising=False)
     monkeypatch.delenv("SOFTBENCH_DATA", raising=False)
     return repo
 
@@ -200,27 +201,7 @@ def test_npz_pair_and_single_file(isolated, tmp_path):
     assert train_c.labels.dtype == np.int64 and train_c.classes == D.CIFAR10_CLASSES
 
 
-def test_download_uses_torchvision_downloader(isolated, tmp_path, monkeypatch):
-    calls = []
-
-    def fake_download(url, dest, filename, md5):  # stands in for torchvision's downloader
-        calls.append((url, filename, md5))
-        write_cifar10(dest / "cifar-10-batches-py")
-
-    monkeypatch.setattr(D, "_download_archive", fake_download)
-    train, _ = load_dataset("cifar10", root=tmp_path / "prep", download=True)
-    assert len(train) == 20 and calls and calls[0][1] == "cifar-10-python.tar.gz"
-    assert (isolated / "datasets" / "raw" / "cifar10" / "cifar-10-batches-py" / "test_batch").is_file()
-
-
-def test_download_failure_message(isolated, tmp_path, monkeypatch):
-    def offline(url, dest, filename, md5):
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(D, "_download_archive", offline)
-    with pytest.raises(RuntimeError, match="network unreachable") as err:
-        prepare_dataset("cifar100", root=tmp_path / "prep", download=True)
-    assert "cifar-100-python" in str(err.value) and err.value.__cause__ is None
+# downloads (a local file server, checksums, failures): tests/test_download.py
 
 
 # ------------------------------------------------------------------ Tiny ImageNet
@@ -539,7 +520,10 @@ def test_corrupt_and_malicious_pickles(isolated, tmp_path):
                     reason=f"shared CIFAR-10 copy not present at {SHARED_CIFAR10}")
 def test_real_shared_cifar10(tmp_path, monkeypatch):
     monkeypatch.delenv("SOFTBENCH_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)  # no datasets/raw here: discovery must reach ../shared/data/cifar10
+    monkeypatch.chdir(tmp_path)
+    # the working copy named by $SOFTBENCH_ROOT (no datasets/raw/cifar10 there): discovery reaches the
+    # ../shared/data/cifar10 beside it
+    monkeypatch.setenv("SOFTBENCH_ROOT", str(Path(__file__).resolve().parents[1]))
     train, test = load_dataset("cifar10", root=tmp_path / "prep")
     assert train.images.shape == (50000, 32, 32, 3) and test.images.shape == (10000, 32, 32, 3)
     assert train.class_counts().tolist() == [5000] * 10 and test.class_counts().tolist() == [1000] * 10
