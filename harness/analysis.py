@@ -59,7 +59,7 @@ import pandas as pd
 
 from harness import stats as st
 from harness.io import atomic_write_text
-from harness.schema import METRICS, SCALAR_METRICS, display_scale, display_unit, metric_info
+from harness.schema import SCALAR_METRICS, STATS_COLUMNS, display_scale, display_unit, metric_info
 from harness.stats_spec import HYPOTHESIS_KINDS, validate_stats_spec
 from harness.verdicts import RULES, VERDICTS, decide, power_phrase
 
@@ -74,6 +74,7 @@ __all__ = [
     "Verdict",
     "analyze",
     "plan",
+    "format_plan",
     "default_predictions_loader",
     "load_results",
     "validate_stats_spec",
@@ -87,22 +88,7 @@ _NON_FACTOR_COLUMNS = ("reason",)
 GUARD_NOTE = f"fewer than {st.MIN_SEEDS} seeds: no p-value"
 
 #: columns of each CSV under reports/stats/ (summary.csv is followed by the factor columns)
-COLUMNS: dict[str, list[str]] = {
-    "summary": ["arm", "metric", "corruption", "n", "mean", "std", "ci_low", "ci_high", "seeds"],
-    "comparisons": ["family", "arm", "reference", "metric", "n_arm", "n_ref", "n_pairs", "paired",
-                    "seeds_dropped", "test", "mean_arm", "mean_ref", "diff", "ci_low", "ci_high",
-                    "statistic", "df", "p", "p_holm", "reject_holm", "wilcoxon_p", "d_z", "d_z_ci_low",
-                    "d_z_ci_high", "hedges_g", "g_ci_low", "g_ci_high", "boot_ci_low", "boot_ci_high",
-                    "note"],
-    "mcnemar": ["family", "arm", "reference", "seed", "n", "b", "c", "statistic", "p", "method"],
-    "anova": ["name", "metric", "term", "F", "df_num", "df_den", "p", "n_seeds", "note"],
-    "tost": ["name", "arm", "reference", "metric", "margin", "diff", "p", "p_lower", "p_upper",
-             "equivalent", "paired", "n_pairs", "note"],
-    "runs_status": ["run_id", "arm", "seed", "status", "reason"],
-    "hypothesis_gaps": ["id", "panel", "level", "label", "seed", "value"],
-    "plan": ["id", "metric", "design", "n_pilot", "sd", "sd_upper", "mde", "alpha_test", "power_target",
-             "power_pilot", "power_pilot_conservative", "seeds_needed", "seeds_needed_conservative", "note"],
-}
+COLUMNS = STATS_COLUMNS
 
 PredictionsLoader = Callable[[str], Mapping[str, np.ndarray]]
 
@@ -978,3 +964,32 @@ def plan(results: pd.DataFrame, spec: Mapping | None, *, mde: float | None = Non
                                  f"mde: got {mde!r}; expected a finite number > 0")
     results = _normalize_results(results)
     return _plan(_Grid(results, _needed_metrics(spec)), spec, mde)
+
+
+def format_plan(table: pd.DataFrame) -> str:
+    """The plan as a fixed-width text table, effects in the report's units (pp for fractions)."""
+    if table.empty:
+        return "no hypotheses declared: nothing to plan"
+
+    def eff(v: float, metric: str) -> str:
+        return _show(v, metric, signed=False) if math.isfinite(v) else "-"
+
+    def num(v: float) -> str:
+        return "-" if not math.isfinite(v) and not math.isinf(v) else ("inf" if math.isinf(v) else f"{v:.0f}")
+
+    view = pd.DataFrame({
+        "id": table["id"],
+        "metric": table["metric"],
+        "pilot seeds": table["n_pilot"],
+        "mde": [eff(v, m) for v, m in zip(table["mde"], table["metric"])],
+        "SD": [eff(v, m) for v, m in zip(table["sd"], table["metric"])],
+        "SD upper": [eff(v, m) for v, m in zip(table["sd_upper"], table["metric"])],
+        "alpha": [f"{a:.3g}" for a in table["alpha_test"]],
+        "power now": [f"{100 * p:.0f} %" if math.isfinite(p) else "-" for p in table["power_pilot"]],
+        "seeds needed": [num(v) for v in table["seeds_needed"]],
+        "seeds needed (SD upper)": [num(v) for v in table["seeds_needed_conservative"]],
+        "note": table["note"],
+    })
+    target = table["power_target"].iloc[0]
+    return (f"seeds per arm for {100 * target:.0f} % power at each hypothesis' mde (one-sided, alpha/m):\n"
+            + view.to_string(index=False))

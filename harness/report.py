@@ -35,8 +35,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.augment.space import SIGNED_OPS, TA_OPS, op_id
 from harness.io import atomic_write_bytes, atomic_write_text
 from harness.metrics import confidence_bin_sums
+from harness.schema import STATS_COLUMNS, better_word, display_scale, display_unit, is_fraction
+from harness.stats import t_ci_mean
 from harness.paths import repo_root
 
 __all__ = ["REFERENCE_LABEL", "load_reference", "write_report"]
@@ -50,18 +53,7 @@ RELIABILITY_BINS = 15
 
 REFERENCE_COLUMNS = ("setting", "dataset", "metric", "mean", "std", "std_ddof", "n_runs", "source")
 RESULTS_COLUMNS = ("run_id", "arm", "seed", "metric", "corruption", "severity", "value", "status", "run_dir")
-_STATS_FILES: dict[str, tuple[str, ...]] = {
-    "summary.csv": ("arm", "metric", "corruption", "n", "mean", "std", "ci_low", "ci_high", "seeds"),
-    "comparisons.csv": ("family", "arm", "reference", "metric", "n_arm", "n_ref", "paired", "test",
-                        "mean_arm", "mean_ref", "diff", "boot_ci_low", "boot_ci_high", "statistic", "df", "p",
-                        "p_holm", "reject_holm", "wilcoxon_p", "hedges_g", "g_ci_low", "g_ci_high",
-                        "seeds_for_power", "note"),
-    "mcnemar.csv": ("family", "arm", "reference", "seed", "n", "b", "c", "statistic", "p", "method"),
-    "anova.csv": ("name", "metric", "term", "sum_sq", "df", "F", "p", "note"),
-    "tost.csv": ("name", "arm", "reference", "metric", "margin", "diff", "p", "p_lower", "p_upper",
-                 "equivalent", "paired", "note"),
-    "runs_status.csv": ("run_id", "arm", "seed", "status", "reason"),
-}
+_STATS_FILES: dict[str, tuple[str, ...]] = {f"{name}.csv": tuple(cols) for name, cols in STATS_COLUMNS.items()}
 
 #: (summary metric, table title, metric of the reference CSV or None when the paper reports none)
 _TABLE_METRICS: tuple[tuple[str, str, str | None], ...] = (
@@ -71,15 +63,14 @@ _TABLE_METRICS: tuple[tuple[str, str, str | None], ...] = (
      "corruption_accuracy_mean19"),
     ("ece", f"Expected calibration error, {RELIABILITY_BINS} bins", None),
 )
-_PERCENT_PREFIXES = ("accuracy", "corruption_accuracy", "op_accuracy", "ece", "cifar10h_majority_accuracy")
 
 
 # ------------------------------------------------------------------------------------------------
 # small helpers
 # ------------------------------------------------------------------------------------------------
 def _is_percent(metric: str) -> bool:
-    """Whether ``metric`` is a fraction in [0, 1] shown in percent."""
-    return str(metric).startswith(_PERCENT_PREFIXES)
+    """Whether ``metric`` is a fraction in [0, 1] shown in percent (:mod:`harness.schema`)."""
+    return is_fraction(str(metric))
 
 
 def _float(x: Any) -> float:
@@ -323,7 +314,6 @@ def _mapping_figures(fit_dirs: Mapping[str, str | Path] | None) -> tuple[list[_F
         return [], ["No mapping-fit directory was given (`fit_dirs`), so the human-data mapping curves are "
                     "not shown."]
     import mappings
-    from harness.augment.space import SIGNED_OPS, TA_OPS, op_id
 
     figs, notes = [], []
     grid = np.linspace(0.0, 1.0, 101)
@@ -401,48 +391,51 @@ def _errbars(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(err), np.clip(err, 0, None), 0.0)
 
 
-def _re_sweep_figure(summary: pd.DataFrame, arm_factors: dict[str, dict]):
-    """Clean accuracy (%) over RE intensity p·s_max, one line per label type; None plus reason if absent."""
+def _re_sweep_figure(comp: pd.DataFrame, arm_factors: dict[str, dict], confidence: float):
+    """Paired soft - hard gap in clean accuracy (pp) per RE intensity p·s_max, from comparisons.csv."""
+    lvl = f"{100 * confidence:g} %"
     pts = []
-    for arm, f in arm_factors.items():
-        if f.get("family") != "random_erasing":
+    rows = comp[(comp["metric"].astype(str) == "accuracy")] if not comp.empty else comp
+    for _, r in rows.iterrows():
+        fa, fr = arm_factors.get(str(r["arm"]), {}), arm_factors.get(str(r["reference"]), {})
+        if not (fa.get("family") == fr.get("family") == "random_erasing"
+                and fa.get("label_type") == "soft" and fr.get("label_type") == "hard"):
             continue
-        p, s = _float(f.get("re_p")), _float(f.get("re_smax"))
-        if math.isnan(p) or math.isnan(s):
+        p, s = _float(fa.get("re_p")), _float(fa.get("re_smax"))
+        if math.isnan(p) or math.isnan(s) or (_float(fr.get("re_p")), _float(fr.get("re_smax"))) != (p, s):
             continue
-        pts.append({"arm": arm, "label_type": str(f.get("label_type", "?")), "intensity": p * s,
-                    "tag": f"{p:g}/{s:g}"})
+        pts.append({"x": p * s, "tag": f"{p:g}/{s:g}", "diff": _float(r["diff"]) * 100,
+                    "lo": _float(r["ci_low"]) * 100, "hi": _float(r["ci_high"]) * 100,
+                    "paired": str(r.get("paired", "")) == "True"})
+    pts = [q for q in pts if math.isfinite(q["diff"])]
     if not pts:
-        return None, ("No arm has family `random_erasing` with numeric `re_p` and `re_smax` factors, "
-                      "so the RE sweep figure is skipped.")
-    acc = summary[(summary["metric"] == "accuracy") & (summary["corruption"] == "")]
-    df = pd.DataFrame(pts).merge(acc[["arm", "mean", "ci_low", "ci_high"]], on="arm", how="inner")
-    df = df[np.isfinite(df["mean"].astype(float))]
-    if df.empty:
-        return None, ("The random-erasing arms have no clean accuracy in summary.csv, so the RE sweep figure "
-                      "is skipped.")
+        return None, ("No comparison pairs a soft and a hard random-erasing arm with the same numeric `re_p` and "
+                      "`re_smax` factors on clean accuracy, so the RE sweep figure is skipped.")
+    df = pd.DataFrame(pts).sort_values("x")
     fig = _new_figure(5.5, 3.8)
     ax = fig.subplots()
-    for lab, part in df.sort_values(["label_type", "intensity", "arm"]).groupby("label_type", sort=True):
-        m = part["mean"].to_numpy(float) * 100
-        err = _errbars(m, part["ci_low"].to_numpy(float) * 100, part["ci_high"].to_numpy(float) * 100)
-        x = part["intensity"].to_numpy(float)
-        ax.errorbar(x, m, yerr=err, marker="o", ms=4, capsize=3, label=lab)
-        for xi, yi, tag in zip(x, m, part["tag"]):
-            ax.annotate(tag, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=6, color="0.35")
+    m = df["diff"].to_numpy(float)
+    err = _errbars(m, df["lo"].to_numpy(float), df["hi"].to_numpy(float))
+    ax.errorbar(df["x"], m, yerr=err, marker="o", ms=5, capsize=3, color="tab:blue", label="soft − hard")
+    for xi, yi, tag in zip(df["x"], m, df["tag"]):
+        ax.annotate(tag, (xi, yi), textcoords="offset points", xytext=(5, 3), fontsize=6, color="0.35")
+    ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel("RE intensity p · s_max (points labelled p/s_max)")
-    ax.set_ylabel("clean accuracy (%)")
-    ax.set_title("Random Erasing: hard vs soft labels (mean, 95 % CI)", fontsize=10)
-    ax.legend(title="label type", fontsize=8)
+    ax.set_ylabel("clean accuracy, soft − hard (pp)")
+    ax.set_title(f"Random Erasing: paired soft − hard gap (mean, {lvl} t CI)", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    caption = ("Clean accuracy (%) of the random-erasing arms against RE intensity p · s_max; error bars are "
-               "the 95 % CI of the mean over seeds.")
+    unpaired = int((~df["paired"]).sum())
+    caption = (f"Clean-accuracy gap soft − hard (percentage points) of each random-erasing pair against RE "
+               f"intensity p · s_max: mean of the per-seed paired differences with its {lvl} t interval "
+               "(comparisons.csv); above 0, soft labels help."
+               + (f" {unpaired} pair(s) shared no seeds and are unpaired (Welch)." if unpaired else ""))
     return ("re_sweep", _png(fig), caption), None
 
 
-def _ta_ops_figure(results: pd.DataFrame, arm_factors: dict[str, dict]):
-    """Mean ``op_accuracy`` (%) per TrivialAugment op and arm (over seeds and magnitude bins)."""
+def _ta_ops_figure(results: pd.DataFrame, arm_factors: dict[str, dict], confidence: float):
+    """Mean ``op_accuracy`` (%) per TrivialAugment op and arm with a t interval over seeds; bars from 0."""
+    lvl = f"{100 * confidence:g} %"
     ta_arms = [a for a, f in arm_factors.items() if f.get("family") == "trivial_augment"]
     rows = results[(results["metric"] == "op_accuracy") & results["arm"].isin(ta_arms)
                    & (results["status"] == "complete")]
@@ -450,33 +443,104 @@ def _ta_ops_figure(results: pd.DataFrame, arm_factors: dict[str, dict]):
     if rows.empty:
         return None, ("results.csv has no `op_accuracy` rows for arms of family `trivial_augment`, so the "
                       "per-op TrivialAugment figure is skipped.")
-    from harness.augment.space import TA_OPS
-
-    per_run = rows.groupby(["arm", "seed", "corruption"], sort=False)["value"].mean()
-    table = per_run.groupby(level=["arm", "corruption"]).mean().unstack("corruption") * 100
-    ops = [op for op in TA_OPS if op in table.columns] + sorted(set(table.columns) - set(TA_OPS))
-    arms = [a for a in ta_arms if a in table.index]
-    table = table.loc[arms, ops]
+    per_run = rows.groupby(["arm", "seed", "corruption"], sort=False)["value"].mean() * 100
+    agg = per_run.groupby(level=["arm", "corruption"]).agg(["mean", "std", "size"])
+    lo, hi = t_ci_mean(agg["mean"].to_numpy(), agg["std"].to_numpy(), agg["size"].to_numpy(), confidence)
+    agg["lo"], agg["hi"] = lo, hi
+    present = set(agg.index.get_level_values("corruption"))
+    ops = [op for op in TA_OPS if op in present] + sorted(present - set(TA_OPS))
+    arms = [a for a in ta_arms if a in set(agg.index.get_level_values("arm"))]
     width = 0.8 / len(arms)
     fig = _new_figure(max(6.0, 0.55 * len(ops) * max(1, len(arms)) ** 0.5 + 2),
                       4.2 + 0.2 * math.ceil(len(arms) / 4))
     ax = fig.subplots()
     x = np.arange(len(ops))
     for i, arm in enumerate(arms):
-        ax.bar(x + (i - (len(arms) - 1) / 2) * width, table.loc[arm].to_numpy(float), width, label=arm)
-    finite = table.to_numpy(float)[np.isfinite(table.to_numpy(float))]
-    if finite.size:  # zoom on the bars' range so that hard vs soft differences are visible
-        ax.set_ylim(max(0.0, math.floor(finite.min() - 5)), min(100.0, math.ceil(finite.max() + 2)))
+        part = agg.loc[arm].reindex(ops)
+        m = part["mean"].to_numpy(float)
+        err = _errbars(m, part["lo"].to_numpy(float), part["hi"].to_numpy(float))
+        ax.bar(x + (i - (len(arms) - 1) / 2) * width, np.nan_to_num(m), width, yerr=err, capsize=1.5,
+               error_kw={"lw": 0.7}, label=arm)
+    ax.set_ylim(0, 100)
     ax.set_xticks(x)
     ax.set_xticklabels(ops, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("accuracy on op-transformed\ntest images (%)")
-    ax.set_title("TrivialAugment hard vs soft, per op (mean over seeds and magnitude bins)", fontsize=10)
+    ax.set_title(f"TrivialAugment hard vs soft, per op (mean over seeds, {lvl} t CI)", fontsize=10)
     ax.legend(fontsize=7, ncol=min(4, len(arms)), loc="upper center", bbox_to_anchor=(0.5, -0.25))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    caption = ("Accuracy (%) on test images transformed by each TrivialAugment op, averaged over seeds and "
-               "magnitude bins, per trivial_augment arm.")
+    caption = (f"Accuracy (%) on test images transformed by each TrivialAugment op (per run: mean over magnitude "
+               f"bins), mean over seeds with the {lvl} t interval, per trivial_augment arm; axis from 0.")
     return ("ta_ops", _png(fig), caption), None
+
+
+def _gap_figures(gaps: pd.DataFrame, hypotheses: list[dict], confidence: float) -> list[_Figure]:
+    """Per hypothesis: per-seed paired differences (dots), the primary estimate with its CI, zero and
+    mde/margin lines; interactions also show the gap per level with each seed's line."""
+    lvl = f"{100 * confidence:g} %"
+    figs = []
+    for h in hypotheses:
+        hid = str(h.get("id"))
+        part = gaps[gaps["id"].astype(str) == hid] if not gaps.empty else gaps
+        if part.empty:
+            continue
+        metric = str(h.get("metric", ""))
+        scale = display_scale(metric)
+        unit = display_unit(metric, difference=True)
+        est, lo, hi = (_float(h.get(k)) * scale for k in ("estimate", "ci_low", "ci_high"))
+        mde = _float(h.get("mde")) * scale
+        null = _float(h.get("null")) * scale
+        kind = str(h.get("kind"))
+        level_rows = part[part["panel"] == "gap"]
+        contrast = part[part["panel"].isin(["contrast", "difference"])]
+        ncols = 2 if not level_rows.empty else 1
+        fig = _new_figure(3.6 * ncols + 0.6, 3.6)
+        axes = fig.subplots(1, ncols, squeeze=False)[0]
+        if not level_rows.empty:
+            ax = axes[0]
+            wide = level_rows.pivot_table(index="seed", columns="level", values="value", aggfunc="first") * scale
+            xs = wide.columns.to_numpy(float)
+            for _, row in wide.iterrows():
+                ax.plot(xs, row.to_numpy(float), color="0.7", lw=0.8, marker="o", ms=3)
+            mean, sd, n = wide.mean().to_numpy(), wide.std(ddof=1).to_numpy(), wide.count().to_numpy()
+            clo, chi = t_ci_mean(mean, sd, n, confidence)
+            ax.errorbar(xs, mean, yerr=_errbars(mean, clo, chi), color="tab:blue", marker="s", ms=5, capsize=3,
+                        lw=1.5, label=f"mean, {lvl} t CI")
+            ax.axhline(0, color="k", lw=0.8)
+            ax.set_xticks(xs)
+            ax.set_xlabel("level")
+            ax.set_ylabel(f"gap arm − reference ({unit})")
+            ax.set_title("gap per level (grey: one seed)", fontsize=9)
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+        ax = axes[-1]
+        vals = contrast["value"].to_numpy(float) * scale
+        jitter = np.linspace(-0.12, 0.12, len(vals)) if len(vals) > 1 else np.zeros(len(vals))
+        ax.scatter(jitter, vals, color="0.45", s=18, zorder=3, label="one seed")
+        if math.isfinite(est):
+            ax.errorbar([0.35], [est], yerr=_errbars(np.array([est]), np.array([lo]), np.array([hi])),
+                        color="tab:red", marker="D", ms=6, capsize=4, lw=1.5, label=f"estimate, {lvl} CI")
+        ax.axhline(0, color="k", lw=0.8)
+        if kind == "non_superiority" and math.isfinite(null):
+            ax.axhline(null, color="tab:orange", ls="--", lw=1, label=f"margin {null:+.3g} {unit}")
+        elif math.isfinite(mde):
+            sign = -1.0 if str(h.get("alternative")) == "less" else 1.0
+            ax.axhline(sign * mde, color="tab:green", ls="--", lw=1, label=f"mde {sign * mde:+.3g} {unit}")
+        ax.set_xlim(-0.5, 0.7)
+        ax.set_xticks([])
+        label = str(contrast["label"].iloc[0]) if not contrast.empty else "contrast"
+        ax.set_ylabel(f"{label} ({unit})" if len(label) < 40 else f"contrast ({unit})")
+        ax.set_title(f"{hid}: {h.get('verdict_text') or h.get('verdict')}", fontsize=9)
+        ax.legend(fontsize=6.5, loc="best")
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        caption = (f"{hid} ({metric}): per-seed paired {label} (dots) with the primary estimate and its {lvl} "
+                   "interval, the zero line and the "
+                   + ("non-superiority margin" if kind == "non_superiority" else "declared smallest effect of "
+                      "interest (mde)") + (". Left: the gap arm − reference at each level, one grey line per seed."
+                                           if not level_rows.empty else "."))
+        figs.append((f"gap_{_safe_name(hid)}", _png(fig), caption))
+    return figs
 
 
 def _heatmap_figure(summary: pd.DataFrame, arms: list[str]):
@@ -579,22 +643,81 @@ def _reliability_figure(results: pd.DataFrame, arms: list[str], runs_root: Path)
 # ------------------------------------------------------------------------------------------------
 # sections
 # ------------------------------------------------------------------------------------------------
-def _verdicts(doc: _Doc, hypotheses: list[dict]) -> None:
-    doc.heading(2, "Summary of verdicts")
+def _verdicts(doc: _Doc, hypotheses: list[dict], plan: pd.DataFrame, stats_json: Mapping,
+              figures: list[_Figure]) -> None:
+    doc.heading(2, "Pre-declared hypotheses (primary, confirmatory)")
     if not hypotheses:
         doc.para("No hypotheses were declared (hypotheses.json is empty).")
         return
+    confidence = _float(stats_json.get("confidence", 0.95))
+    lvl = f"{100 * confidence:g} %"
     verdicts = [str(h.get("verdict", "")) for h in hypotheses]
     counts = pd.Series(verdicts).value_counts(sort=False)
-    doc.para("Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".")
+    family = stats_json.get("holm_family") or []
+    doc.para("Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ". Each hypothesis is decided "
+             "by one one-sided, seed-paired primary test in its declared direction; the primary p-values of "
+             f"the tested hypotheses ({', '.join(map(str, family)) or 'none'}) form one Holm family. "
+             "Effects in percentage points (pp) for accuracies and ECE.")
+
+    def _eff(h: Mapping, key: str) -> str:
+        return _fmt(h.get(key), scale=display_scale(str(h.get("metric", ""))), signed=True)
+
+    def _pw(h: Mapping) -> str:
+        p, pc = _float(h.get("power")), _float(h.get("power_conservative"))
+        if math.isnan(p):
+            return "–"
+        return f"{100 * p:.0f} %" + (f" ({100 * pc:.0f} %)" if math.isfinite(pc) else "")
+
     doc.table(pd.DataFrame({
         "id": [str(h.get("id", "")) for h in hypotheses],
         "statement": [_text(h.get("statement")) for h in hypotheses],
-        "verdict": verdicts,
-        "p": [_fmt_p(h.get("p")) for h in hypotheses],
+        "verdict": [str(h.get("verdict_text") or h.get("verdict", "")) for h in hypotheses],
+        f"estimate [{lvl} CI]": [f"{_eff(h, 'estimate')} [{_eff(h, 'ci_low')}, {_eff(h, 'ci_high')}] "
+                                 f"{display_unit(str(h.get('metric', '')), difference=True)}"
+                                 if math.isfinite(_float(h.get("estimate"))) else "–" for h in hypotheses],
+        "mde": [f"{_float(h.get('mde')) * display_scale(str(h.get('metric', ''))):g} "
+                f"{display_unit(str(h.get('metric', '')), difference=True)}" for h in hypotheses],
+        "seeds": [_fmt_int(h.get("n_seeds")) for h in hypotheses],
+        "p (one-sided)": [_fmt_p(h.get("p")) for h in hypotheses],
         "p (Holm)": [_fmt_p(h.get("p_holm")) for h in hypotheses],
-        "evidence": [_text(h.get("evidence")) for h in hypotheses],
+        "power at mde (conservative)": [_pw(h) for h in hypotheses],
     }))
+    doc.para("How to read a verdict: **supported** -- the primary test rejects after Holm; **contradicted** -- "
+             "the secondary check points the other way (the opposite one-sided test, or for a non-superiority "
+             "hypothesis the whole CI beyond the margin; unadjusted); **not supported** -- no rejection although "
+             "the design had at least the target power at the declared smallest effect (mde); **not shown** -- "
+             "no rejection with less power than that: absence of evidence, not evidence of absence; "
+             "**inconclusive** -- fewer than 3 (common) seeds; **not tested** -- an arm has no results. Power is "
+             "that of the primary test at the mde with the observed SD of the per-seed contrast (in brackets: "
+             f"with its upper {lvl} confidence bound), at alpha/m (Holm's first step).")
+    doc.bullets(f"**{h.get('id')}** ({h.get('kind')}, {h.get('metric')}): {_text(h.get('evidence'))}"
+                for h in hypotheses)
+    doc.heading(3, "Seeds needed (plan)")
+    if plan.empty:
+        doc.para("No plan was computed (plan.csv is empty).")
+    else:
+        doc.para("Seeds per arm for the target power at each hypothesis' mde, from this grid's paired SDs taken "
+                 "as a pilot (conservative: the SD's upper confidence bound), tests at alpha/m. "
+                 "`softbench plan` prints the same table for another pilot or mde.")
+        doc.table(pd.DataFrame({
+            "id": plan["id"].astype(str),
+            "design": plan["design"].map(_text),
+            "pilot seeds": plan["n_pilot"].map(_fmt_int),
+            "mde": [f"{_float(v) * display_scale(m):g} {display_unit(m, difference=True)}"
+                    for v, m in zip(plan["mde"], plan["metric"].astype(str))],
+            "SD (upper bound)": [f"{_fmt(s, scale=display_scale(m))} ({_fmt(u, scale=display_scale(m))}) "
+                                 f"{display_unit(m, difference=True)}"
+                                 for s, u, m in zip(plan["sd"], plan["sd_upper"], plan["metric"].astype(str))],
+            "power now (conservative)": [f"{_fmt(p, scale=100, nd=0)} % ({_fmt(c, scale=100, nd=0)} %)"
+                                         for p, c in zip(plan["power_pilot"], plan["power_pilot_conservative"])],
+            "seeds needed (conservative)": [f"{_fmt_int(a)} ({_fmt_int(b)})" for a, b in
+                                            zip(plan["seeds_needed"], plan["seeds_needed_conservative"])],
+            "note": plan["note"].map(_text),
+        }))
+    if figures:
+        doc.heading(3, "Gap figures")
+        for fig in figures:
+            doc.figure(*fig)
 
 
 def _arms_table(doc: _Doc, arms: list[str], arm_factors: dict[str, dict], params: Mapping,
@@ -611,10 +734,12 @@ def _arms_table(doc: _Doc, arms: list[str], arm_factors: dict[str, dict], params
 
 
 def _metric_tables(doc: _Doc, summary: pd.DataFrame, arms: list[str], arm_factors: dict[str, dict],
-                   params: Mapping, reference_csv: str | Path) -> None:
-    doc.heading(2, "Results per arm (mean ± 95 % CI over seeds)")
-    doc.para("Means over seeds with the t-based 95 % confidence interval of the mean (summary.csv), in "
-             "percent; “n” is the number of seeds. No CI is given for fewer than 2 seeds.")
+                   params: Mapping, reference_csv: str | Path, confidence: float = 0.95) -> None:
+    lvl = f"{100 * confidence:g} %"
+    doc.heading(2, f"Results per arm (mean ± {lvl} CI over seeds)")
+    doc.para(f"Means over seeds with the t-based {lvl} confidence interval of the mean (summary.csv), in "
+             "percent; “n” is the number of seeds. No CI is given for fewer than 2 seeds. Each table says "
+             "whether higher or lower is better.")
     dataset = str(params.get("dataset", ""))
     comparable = bool(params.get("reference_comparable", False))
     specs = params.get("arms") or {}
@@ -638,7 +763,7 @@ def _metric_tables(doc: _Doc, summary: pd.DataFrame, arms: list[str], arm_factor
             doc.para(f"Reference setting(s) not found for dataset `{dataset}` in {Path(reference_csv).name}: "
                      + "; ".join(f"`{a}` → “{s}”" for a, s in unknown.items()) + ".")
     for metric, title, ref_metric in _TABLE_METRICS:
-        doc.heading(3, title + (" (%)" if _is_percent(metric) else ""))
+        doc.heading(3, f"{title} ({'%, ' if _is_percent(metric) else ''}{better_word(metric)})")
         rows = summary[(summary["metric"] == metric) & (summary["corruption"] == "")]
         rows = rows.drop_duplicates("arm").set_index("arm")
         present = [a for a in arms if a in rows.index]
@@ -656,8 +781,8 @@ def _metric_tables(doc: _Doc, summary: pd.DataFrame, arms: list[str], arm_factor
             "label type": [str(arm_factors.get(a, {}).get("label_type", "")) for a in present],
             "family": [str(arm_factors.get(a, {}).get("family", "")) for a in present],
             "n": [_fmt_int(v) for v in r["n"]],
-            "mean ± 95 % CI": cells,
-            "95 % CI": [f"[{_fmt(a, scale=scale)}, {_fmt(b, scale=scale)}]"
+            f"mean ± {lvl} CI": cells,
+            f"{lvl} CI": [f"[{_fmt(a, scale=scale)}, {_fmt(b, scale=scale)}]"
                         if np.isfinite(a) and np.isfinite(b) else "n < 2: no CI" for a, b in zip(lo, hi)],
         })
         if comparable and wanted:
@@ -694,34 +819,44 @@ def _metric_tables(doc: _Doc, summary: pd.DataFrame, arms: list[str], arm_factor
 
 
 def _comparisons(doc: _Doc, comp: pd.DataFrame, mcn: pd.DataFrame, anova: pd.DataFrame, tost: pd.DataFrame,
-                 alpha: float, power: float) -> None:
-    doc.heading(2, "Comparisons")
-    doc.para("Each arm against its reference arm; `diff` = arm − reference with a seeded bootstrap 95 % CI "
-             "(percentage points for accuracies and ECE); Hedges' g with its 95 % CI; p from the test named; "
-             "Holm-adjusted p within each family and metric; seeds per arm needed for "
-             f"{power:.0%} power at the observed effect.")
+                 alpha: float) -> None:
+    lvl = f"{100 * (1 - alpha):g} %"
+    doc.heading(2, "Comparisons (exploratory)")
+    doc.para("Each declared arm against its reference arm, two-sided and outside the pre-declared hypotheses: "
+             "exploratory. `diff` = arm − reference (percentage points for accuracies and ECE; for ECE, NLL and "
+             f"Brier lower is better) with its {lvl} t interval, paired on the seeds both arms share (the dropped "
+             "seeds are named; Welch only when they share none); p of the paired t test, Holm-adjusted over the "
+             "whole table of each metric. Effect sizes: d_z (paired: mean over SD of the per-seed "
+             "differences) and Hedges' g (unpaired, pooled SD) are on different scales and have separate "
+             f"columns. A BCa bootstrap interval is shown from 10 pairs up (below that it undercovers).")
     if comp.empty:
         doc.para("No comparisons were computed (comparisons.csv is empty).")
     else:
         scale = np.where(comp["metric"].astype(str).map(_is_percent), 100.0, 1.0)
-        d, bl, bh = (comp[c].astype(float).to_numpy() * scale
-                     for c in ("diff", "boot_ci_low", "boot_ci_high"))
+        d, lo, hi, bl, bh = (comp[c].astype(float).to_numpy() * scale
+                             for c in ("diff", "ci_low", "ci_high", "boot_ci_low", "boot_ci_high"))
+
+        def _es(v, a, b):
+            return "–" if math.isnan(_float(v)) else f"{_fmt(v, signed=True)} [{_fmt(a)}, {_fmt(b)}]"
+
         doc.table(pd.DataFrame({
             "family": comp["family"].fillna("").astype(str),
             "arm vs reference": comp["arm"].astype(str) + " vs " + comp["reference"].astype(str),
-            "metric": comp["metric"].astype(str),
-            "n (arm/ref)": [f"{_fmt_int(a)}/{_fmt_int(b)}" for a, b in zip(comp["n_arm"], comp["n_ref"])],
+            "metric": [f"{m} ({better_word(m)})" for m in comp["metric"].astype(str)],
+            "n (arm/ref/pairs)": [f"{_fmt_int(a)}/{_fmt_int(b)}/{_fmt_int(c)}"
+                                  for a, b, c in zip(comp["n_arm"], comp["n_ref"], comp["n_pairs"])],
             "test": comp["test"].fillna("").astype(str),
-            "diff [boot 95 % CI]": [f"{_fmt(x, signed=True)} [{_fmt(y)}, {_fmt(z)}]"
-                                    for x, y, z in zip(d, bl, bh)],
-            "Hedges g [95 % CI]": [f"{_fmt(g, signed=True)} [{_fmt(a)}, {_fmt(b)}]" for g, a, b in
-                                   zip(comp["hedges_g"], comp["g_ci_low"], comp["g_ci_high"])],
+            f"diff [{lvl} CI]": [f"{_fmt(x, signed=True)} [{_fmt(y, signed=True)}, {_fmt(z, signed=True)}]"
+                                 for x, y, z in zip(d, lo, hi)],
+            f"BCa [{lvl}]": ["–" if math.isnan(y) else f"[{_fmt(y, signed=True)}, {_fmt(z, signed=True)}]"
+                             for y, z in zip(bl, bh)],
+            "d_z [CI]": [_es(*t) for t in zip(comp["d_z"], comp["d_z_ci_low"], comp["d_z_ci_high"])],
+            "Hedges g [CI]": [_es(*t) for t in zip(comp["hedges_g"], comp["g_ci_low"], comp["g_ci_high"])],
             "p": comp["p"].map(_fmt_p),
-            "p (Holm)": comp["p_holm"].map(_fmt_p),
-            f"seeds for {power:.0%} power": comp["seeds_for_power"].map(_fmt_int),
+            "p (Holm, metric)": comp["p_holm"].map(_fmt_p),
             "note": comp["note"].map(_text),
         }))
-    doc.heading(3, "McNemar tests (clean test set, same seed)")
+    doc.heading(3, "McNemar tests (secondary; clean test set, same seed)")
     if mcn.empty:
         doc.para("No McNemar tests were computed (mcnemar.csv is empty).")
     else:
@@ -736,27 +871,28 @@ def _comparisons(doc: _Doc, comp: pd.DataFrame, mcn: pd.DataFrame, anova: pd.Dat
             f"p < {alpha:g}": g["sig"].astype(int).astype(str),
             "median p": g["median_p"].map(_fmt_p),
         }))
-    doc.heading(3, "Two-way ANOVA")
+    doc.heading(3, "Repeated-measures ANOVA (secondary, descriptive)")
     if anova.empty:
         doc.para("No ANOVA was computed (anova.csv is empty).")
     else:
+        doc.para("Two-way repeated-measures ANOVA with seed as subject (statsmodels AnovaRM) on the seeds common "
+                 "to all its arms; descriptive only, no verdict rests on it.")
         for (name, metric), part in anova.groupby(["name", "metric"], sort=False):
-            doc.para(f"**{name}** (metric `{metric}`):")
+            doc.para(f"**{name}** (metric `{metric}`, {_fmt_int(part['n_seeds'].iloc[0])} seeds):")
             doc.table(pd.DataFrame({
-                "term": part["term"].astype(str),
-                "sum_sq": part["sum_sq"].map(lambda v: _fmt(v, 6)),
-                "df": part["df"].map(lambda v: _fmt(v, 1)),
+                "term": part["term"].map(_text),
                 "F": part["F"].map(lambda v: _fmt(v, 3)),
+                "df": [f"{_fmt(a, 0)}, {_fmt(b, 0)}" for a, b in zip(part["df_num"], part["df_den"])],
                 "p": part["p"].map(_fmt_p),
                 "note": part["note"].map(_text),
             }))
-    doc.heading(3, "Equivalence tests (TOST)")
+    doc.heading(3, "Equivalence tests (TOST, secondary)")
     if tost.empty:
         doc.para("No equivalence tests were computed (tost.csv is empty).")
     else:
         scale = np.where(tost["metric"].astype(str).map(_is_percent), 100.0, 1.0)
         doc.para("Margin and difference in percentage points for accuracies and ECE; equivalent when both "
-                 f"one-sided tests reject at α = {alpha:g}.")
+                 f"one-sided tests reject at α = {alpha:g}; paired on common seeds.")
         doc.table(pd.DataFrame({
             "name": tost["name"].astype(str),
             "arm vs reference": tost["arm"].astype(str) + " vs " + tost["reference"].astype(str),
@@ -765,7 +901,7 @@ def _comparisons(doc: _Doc, comp: pd.DataFrame, mcn: pd.DataFrame, anova: pd.Dat
             "diff": [_fmt(v, signed=True) for v in tost["diff"].astype(float) * scale],
             "p (TOST)": tost["p"].map(_fmt_p),
             "equivalent": tost["equivalent"].map(_text),
-            "paired": tost["paired"].map(_text),
+            "pairs": tost["n_pairs"].map(_fmt_int),
             "note": tost["note"].map(_text),
         }))
 
@@ -835,8 +971,9 @@ def _load_stats(stats_dir: Path) -> dict[str, Any]:
     for name, cols in _STATS_FILES.items():
         out[name] = _read_csv(stats_dir / name, cols, f"stats file {name}")
     out["summary.csv"] = _as_str(out["summary.csv"], "arm", "metric", "corruption")
-    for name in ("comparisons.csv", "mcnemar.csv", "anova.csv", "tost.csv", "runs_status.csv"):
-        out[name] = _as_str(out[name], "arm", "reference", "name", "metric")
+    for name in ("comparisons.csv", "mcnemar.csv", "anova.csv", "tost.csv", "runs_status.csv", "plan.csv"):
+        out[name] = _as_str(out[name], "arm", "reference", "name", "metric", "id", "note", "seeds_dropped")
+    out["hypothesis_gaps.csv"] = _as_str(out["hypothesis_gaps.csv"], "id", "panel", "label")
     for name in ("hypotheses.json", "stats.json"):
         path = stats_dir / name
         if not path.is_file():
@@ -860,7 +997,8 @@ def write_report(out_dir: str | Path, *, results_csv: str | Path, stats_dir: str
         out_dir: output folder (created).
         results_csv: ``reports/results.csv`` (long format, docs/pipeline.md).
         stats_dir: folder with the stats stage's files (summary.csv, comparisons.csv, mcnemar.csv, anova.csv,
-            tost.csv, runs_status.csv, hypotheses.json, stats.json); all must exist, header-only is fine.
+            tost.csv, runs_status.csv, hypothesis_gaps.csv, plan.csv, hypotheses.json, stats.json); all must
+            exist, header-only is fine.
         params: the parsed params.yaml (``grid``, ``dataset``, ``run_arms``, ``arms``,
             ``reference_comparable``, ``stats``, ...).
         fit_dirs: name -> mapping-fit directory (``<name>.json`` + ``<name>_table.csv``, see
@@ -887,7 +1025,7 @@ def write_report(out_dir: str | Path, *, results_csv: str | Path, stats_dir: str
     stats_json = stats["stats.json"]
     stats_params = params.get("stats") or {}
     alpha = _float(stats_json.get("alpha", stats_params.get("alpha", 0.05)))
-    power = _float(stats_json.get("power", stats_params.get("power", 0.8)))
+    confidence = 1 - alpha
     hypotheses = stats["hypotheses.json"]
     grid = str(params.get("grid", "?"))
     dataset = str(params.get("dataset", "?"))
@@ -900,15 +1038,16 @@ def write_report(out_dir: str | Path, *, results_csv: str | Path, stats_dir: str
     seeds = params.get("seeds")
     doc.para(f"Grid `{grid}`, dataset `{dataset}`, {len(arms)} arm(s)"
              + (f", seeds {', '.join(map(str, seeds))}" if seeds else "") + f". Date: {when}.")
-    _verdicts(doc, hypotheses)
+    gap_figs = _gap_figures(stats["hypothesis_gaps.csv"], hypotheses, confidence)
+    _verdicts(doc, hypotheses, stats["plan.csv"], stats_json, gap_figs)
     _arms_table(doc, arms, arm_factors, params, summary)
-    _metric_tables(doc, summary, arms, arm_factors, params, reference_csv)
+    _metric_tables(doc, summary, arms, arm_factors, params, reference_csv, confidence)
     _comparisons(doc, stats["comparisons.csv"], stats["mcnemar.csv"], stats["anova.csv"], stats["tost.csv"],
-                 alpha, power)
+                 alpha)
     _runs_section(doc, stats["runs_status.csv"], stats_json)
 
     doc.heading(2, "Figures")
-    figures: list[_Figure] = []
+    figures: list[_Figure] = list(gap_figs)
     doc.heading(3, "Mapping curves over the human data")
     mfigs, notes = _mapping_figures(fit_dirs)
     for note in notes:
@@ -917,8 +1056,9 @@ def write_report(out_dir: str | Path, *, results_csv: str | Path, stats_dir: str
         doc.figure(*fig)
     figures += mfigs
     for heading, (fig, reason) in (
-        ("Random Erasing sweep: hard vs soft", _re_sweep_figure(summary, arm_factors)),
-        ("TrivialAugment hard vs soft per op", _ta_ops_figure(results, arm_factors)),
+        ("Random Erasing sweep: paired soft − hard gap", _re_sweep_figure(stats["comparisons.csv"], arm_factors,
+                                                                           confidence)),
+        ("TrivialAugment hard vs soft per op", _ta_ops_figure(results, arm_factors, confidence)),
         ("Corruption accuracy heatmap", _heatmap_figure(summary, arms)),
         ("Reliability diagrams", _reliability_figure(results, arms, runs_root)),
     ):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["MetricInfo", "METRICS", "metric_info", "is_fraction", "display_scale", "display_unit",
-           "SCALAR_METRICS", "DEFAULT_METRICS", "better_word"]
+           "SCALAR_METRICS", "DEFAULT_METRICS", "better_word", "STATS_COLUMNS"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,23 @@ def better_word(name: str) -> str:
     if m is None:
         return ""
     return "higher is better" if m.higher_is_better else "lower is better"
+
+
+#: columns of each CSV the stats stage writes under ``reports/stats/`` (docs/pipeline.md);
+#: ``summary.csv`` is followed by the factor columns
+STATS_COLUMNS: dict[str, list[str]] = {
+    "summary": ["arm", "metric", "corruption", "n", "mean", "std", "ci_low", "ci_high", "seeds"],
+    "comparisons": ["family", "arm", "reference", "metric", "n_arm", "n_ref", "n_pairs", "paired",
+                    "seeds_dropped", "test", "mean_arm", "mean_ref", "diff", "ci_low", "ci_high",
+                    "statistic", "df", "p", "p_holm", "reject_holm", "wilcoxon_p", "d_z", "d_z_ci_low",
+                    "d_z_ci_high", "hedges_g", "g_ci_low", "g_ci_high", "boot_ci_low", "boot_ci_high",
+                    "note"],
+    "mcnemar": ["family", "arm", "reference", "seed", "n", "b", "c", "statistic", "p", "method"],
+    "anova": ["name", "metric", "term", "F", "df_num", "df_den", "p", "n_seeds", "note"],
+    "tost": ["name", "arm", "reference", "metric", "margin", "diff", "p", "p_lower", "p_upper",
+             "equivalent", "paired", "n_pairs", "note"],
+    "runs_status": ["run_id", "arm", "seed", "status", "reason"],
+    "hypothesis_gaps": ["id", "panel", "level", "label", "seed", "value"],
+    "plan": ["id", "metric", "design", "n_pilot", "sd", "sd_upper", "mde", "alpha_test", "power_target",
+             "power_pilot", "power_pilot_conservative", "seeds_needed", "seeds_needed_conservative", "note"],
+}

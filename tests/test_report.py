@@ -12,6 +12,7 @@ import pytest
 
 import mappings
 from harness.report import REFERENCE_COLUMNS, REFERENCE_LABEL, load_reference, write_report
+from harness.schema import STATS_COLUMNS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPO = Path(__file__).resolve().parent.parent
@@ -20,7 +21,7 @@ OPS = ["Rotate", "Contrast"]
 
 ARMS = {
     "baseline": {"factors": {"label_type": "hard", "family": "none"}},
-    "re_hard": {"factors": {"label_type": "hard", "family": "random_erasing", "re_p": 0.5, "re_smax": 0.4}},
+    "re_hard": {"factors": {"label_type": "hard", "family": "random_erasing", "re_p": 0.75, "re_smax": 0.2}},
     "re_soft": {"factors": {"label_type": "soft", "family": "random_erasing", "re_p": 0.75, "re_smax": 0.2}},
     "ta_hard": {"factors": {"label_type": "hard", "family": "trivial_augment"},
                 "reference": "RC hard + TA hard"},
@@ -31,15 +32,33 @@ ARMS = {
 MEANS = {"baseline": 0.912345, "re_hard": 0.905, "re_soft": 0.9151, "ta_hard": 0.93, "ta_soft": 0.925}
 HYPOTHESES = [
     {"id": "F1", "statement": "Soft labels help RE more at high intensity", "kind": "interaction",
-     "verdict": "supported", "p": 0.0012, "p_holm": 0.0036, "metric": "accuracy",
-     "arms": ["re_hard", "re_soft"], "evidence": "interaction F=12.3"},
-    {"id": "F2", "statement": "Soft TA is not better than hard TA", "kind": "not_better",
-     "verdict": "not supported", "p": 0.21, "p_holm": 0.42, "metric": "accuracy",
-     "arms": ["ta_soft", "ta_hard"], "evidence": {"tost": "not equivalent", "diff": -0.005}},
-    {"id": "F3", "statement": "Soft crop lowers corruption accuracy", "kind": "lower",
-     "verdict": "inconclusive", "p": None, "p_holm": None, "metric": "corruption_accuracy_mean19",
-     "arms": [], "evidence": "too few seeds"},
+     "metric": "accuracy", "arms": ["re_soft", "re_hard", "ta_soft", "ta_hard"], "direction": "increasing",
+     "mde": 0.01, "verdict": "supported", "verdict_text": "supported", "alternative": "greater", "null": 0.0,
+     "estimate": 0.021, "ci_low": 0.008, "ci_high": 0.034, "p": 0.0012, "p_holm": 0.0036, "n_seeds": 3,
+     "power": 0.42, "power_conservative": 0.11, "evidence": "difference of differences = +2.1 pp"},
+    {"id": "F2", "statement": "Soft TA is not better than hard TA by 1 pp or more", "kind": "non_superiority",
+     "metric": "accuracy", "arms": ["ta_soft", "ta_hard"], "direction": "not better", "mde": 0.01,
+     "verdict": "not shown", "verdict_text": "not shown (power 23 % for 1 pp)", "alternative": "less",
+     "null": 0.01, "estimate": -0.005, "ci_low": -0.02, "ci_high": 0.01, "p": 0.21, "p_holm": 0.42,
+     "n_seeds": 3, "power": 0.23, "power_conservative": 0.05, "evidence": "difference = -0.5 pp"},
+    {"id": "F3", "statement": "Soft crop lowers corruption accuracy", "kind": "directional",
+     "metric": "corruption_accuracy_mean19", "arms": ["baseline", "re_hard"], "direction": "lower", "mde": 0.01,
+     "verdict": "inconclusive", "verdict_text": "inconclusive", "p": None, "p_holm": None, "n_seeds": 0,
+     "evidence": "fewer than 3 seeds: no p-value"},
 ]
+GAPS = ([{"id": "F1", "panel": "gap", "level": lv, "label": lab, "seed": s, "value": v + 0.001 * s}
+         for lv, lab, v in ((0.1, "ta_soft - ta_hard", -0.005), (0.8, "re_soft - re_hard", 0.016))
+         for s in range(3)]
+        + [{"id": "F1", "panel": "contrast", "level": np.nan, "label": "difference of differences", "seed": s,
+            "value": 0.021 + 0.002 * (s - 1)} for s in range(3)]
+        + [{"id": "F2", "panel": "difference", "level": np.nan, "label": "ta_soft - ta_hard", "seed": s,
+            "value": -0.005 + 0.004 * (s - 1)} for s in range(3)])
+PLAN = [["F1", "accuracy", "paired t on per-seed contrasts", 3, 0.012, 0.05, 0.01, 0.0167, 0.8, 0.42, 0.11,
+         14, 210, ""],
+        ["F2", "accuracy", "paired t on per-seed contrasts", 3, 0.008, 0.04, 0.01, 0.0167, 0.8, 0.23, 0.05,
+         8, 120, ""],
+        ["F3", "corruption_accuracy_mean19", "", 0, np.nan, np.nan, 0.01, 0.0167, 0.8, np.nan, np.nan, np.nan,
+         np.nan, "no pilot estimate: fewer than 3 seeds"]]
 
 
 def _metric_value(arm: str, metric: str, means: dict = MEANS) -> float:
@@ -116,42 +135,40 @@ def _write_stats(stats: Path, arms: dict, *, failed=("ta_soft", 3), empty_tests=
             rows.append({"arm": arm, "metric": "corruption_accuracy", "corruption": c, "n": 3, "mean": mu,
                          "std": 0.01, "ci_low": mu - 0.02, "ci_high": mu + 0.02, "seeds": "0;1;2"})
     pd.DataFrame(rows).to_csv(stats / "summary.csv", index=False)
-    comp_cols = ["family", "arm", "reference", "metric", "n_arm", "n_ref", "paired", "test", "mean_arm",
-                 "mean_ref", "diff", "boot_ci_low", "boot_ci_high", "statistic", "df", "p", "p_holm",
-                 "reject_holm", "wilcoxon_p", "hedges_g", "g_ci_low", "g_ci_high", "seeds_for_power", "note"]
+    comp_cols = STATS_COLUMNS["comparisons"]
     comps = [] if empty_tests else [
-        ["random_erasing", "re_soft", "re_hard", "accuracy", 3, 3, True, "paired t", 0.9151, 0.905, 0.0101,
-         0.004, 0.016, 5.1, 2, 0.036, 0.072, False, 0.25, 2.9, 0.8, 5.0, 4, ""],
-        ["trivial_augment", "ta_soft", "ta_hard", "accuracy", 2, 3, False, "welch", 0.925, 0.93, -0.005,
-         -0.01, 0.0, np.nan, np.nan, np.nan, np.nan, False, np.nan, -1.1, -2.9, 0.6, np.inf,
-         "fewer than 3 seeds"],
+        ["random_erasing", "re_soft", "re_hard", "accuracy", 3, 3, 3, True, "", "paired t", 0.9151, 0.905,
+         0.0101, 0.004, 0.016, 5.1, 2, 0.036, 0.072, False, 0.25, 2.9, 0.8, 5.0, np.nan, np.nan, np.nan,
+         np.nan, np.nan, ""],
+        ["trivial_augment", "ta_soft", "ta_hard", "accuracy", 2, 3, 0, False, "", "Welch t", 0.925, 0.93, -0.005,
+         -0.01, 0.0, np.nan, np.nan, np.nan, np.nan, False, np.nan, np.nan, np.nan, np.nan, -1.1, -2.9, 0.6,
+         np.nan, np.nan, "fewer than 3 seeds"],
     ]
     pd.DataFrame(comps, columns=comp_cols).to_csv(stats / "comparisons.csv", index=False)
-    mcn_cols = ["family", "arm", "reference", "seed", "n", "b", "c", "statistic", "p", "method"]
     mcn = [] if empty_tests else [
         ["random_erasing", "re_soft", "re_hard", s, 400, 30, 10 + s, 1.0, p, "exact"]
         for s, p in zip(range(3), (0.01, 0.2, 0.03))]
-    pd.DataFrame(mcn, columns=mcn_cols).to_csv(stats / "mcnemar.csv", index=False)
-    anova_cols = ["name", "metric", "term", "sum_sq", "df", "F", "p", "note"]
+    pd.DataFrame(mcn, columns=STATS_COLUMNS["mcnemar"]).to_csv(stats / "mcnemar.csv", index=False)
     anova = [] if empty_tests else [
-        ["label_x_family", "accuracy", t, ss, df, f, p, ""]
-        for t, ss, df, f, p in (("label_type", 1e-4, 1, 3.2, 0.11), ("family", 5e-4, 1, 15.0, 0.004),
-                                ("label_type:family", 2e-4, 1, 6.1, 0.038),
-                                ("Residual", 2.6e-4, 8, np.nan, np.nan))]
-    pd.DataFrame(anova, columns=anova_cols).to_csv(stats / "anova.csv", index=False)
-    tost_cols = ["name", "arm", "reference", "metric", "margin", "diff", "p", "p_lower", "p_upper",
-                 "equivalent", "paired", "note"]
+        ["label_x_family", "accuracy", t, f, 1, 2, p, 3, ""]
+        for t, f, p in (("label_type", 3.2, 0.11), ("family", 15.0, 0.004), ("label_type:family", 6.1, 0.038))]
+    pd.DataFrame(anova, columns=STATS_COLUMNS["anova"]).to_csv(stats / "anova.csv", index=False)
     tost = [] if empty_tests else [
-        ["ta_soft_vs_hard", "ta_soft", "ta_hard", "accuracy", 0.01, -0.005, 0.09, 0.01, 0.09, False, False,
+        ["ta_soft_vs_hard", "ta_soft", "ta_hard", "accuracy", 0.01, -0.005, 0.09, 0.01, 0.09, False, False, 0,
          ""]]
-    pd.DataFrame(tost, columns=tost_cols).to_csv(stats / "tost.csv", index=False)
+    pd.DataFrame(tost, columns=STATS_COLUMNS["tost"]).to_csv(stats / "tost.csv", index=False)
+    pd.DataFrame([] if empty_tests else GAPS, columns=STATS_COLUMNS["hypothesis_gaps"]).to_csv(
+        stats / "hypothesis_gaps.csv", index=False)
+    pd.DataFrame([] if empty_tests else PLAN, columns=STATS_COLUMNS["plan"]).to_csv(stats / "plan.csv",
+                                                                                   index=False)
     status_cols = ["run_id", "arm", "seed", "status", "reason"]
     status = [] if not failed else [[f"{failed[0]}-s{failed[1]}", failed[0], failed[1], "failed",
                                      "RuntimeError: CUDA out of memory"]]
     pd.DataFrame(status, columns=status_cols).to_csv(stats / "runs_status.csv", index=False)
     (stats / "hypotheses.json").write_text(json.dumps(HYPOTHESES))
     guards = [] if empty_tests else ["ta_soft: fewer than 3 seeds: no p-values"]
-    (stats / "stats.json").write_text(json.dumps({"alpha": 0.05, "n_boot": 2000, "power": 0.8, "min_seeds": 3,
+    (stats / "stats.json").write_text(json.dumps({"alpha": 0.05, "confidence": 0.95, "n_boot": 2000,
+                                                  "power": 0.8, "min_seeds": 3, "holm_family": ["F1", "F2"],
                                                   "guards": guards, "counts": {"runs": 16, "complete": 15}}))
 
 
@@ -195,10 +212,18 @@ def test_full_report(fixture_dir):
     assert paths["markdown"] == fixture_dir / "out" / "report.md" and paths["html"].is_file()
 
     # verdict summary: every hypothesis id and its verdict, in the same table row
-    section = md.split("## Summary of verdicts")[1].split("\n## ")[0]
+    section = md.split("## Pre-declared hypotheses")[1].split("\n## ")[0]
     for h in HYPOTHESES:
-        assert re.search(rf"\|\s*{h['id']}\s*\|.*\|\s*{h['verdict']}\s*\|", section), h["id"]
+        assert re.search(rf"\|\s*{h['id']}\s*\|.*\|\s*{re.escape(h['verdict_text'])}\s*\|", section), h["id"]
     assert "0.0036" in section  # Holm p of F1
+    # power statements: F2 not shown with its power; estimates in pp with the CI; the plan next to them
+    assert "not shown (power 23 % for 1 pp)" in section
+    assert re.search(r"\|\s*F1\s*\|.*\|\s*\+2\.10 \[\+0\.80, \+3\.40\] pp\s*\|\s*1 pp\s*\|", section)
+    assert "42 % (11 %)" in section
+    plan = section.split("### Seeds needed (plan)")[1]
+    assert re.search(r"\|\s*F1\s*\|.*\|\s*14 \(210\)\s*\|", plan)
+    assert "no pilot estimate" in plan
+    assert "(figures/gap_F1.png)" in section and "(figures/gap_F2.png)" in section
 
     # mean ± CI in percent, 2 decimals, from summary.csv (baseline clean 0.912345, CI ± 0.005)
     clean = md.split("### Clean accuracy")[1].split("\n### ")[0]
@@ -209,7 +234,12 @@ def test_full_report(fixture_dir):
     assert REFERENCE_LABEL not in md and "not comparable" in md
 
     # comparisons in percentage points, McNemar summary, ANOVA, TOST
-    assert "+1.01 [0.40, 1.60]" in md and "re_soft vs re_hard" in md
+    comp = md.split("## Comparisons (exploratory)")[1].split("\n## ")[0]
+    assert "+1.01 [+0.40, +1.60]" in comp and "re_soft vs re_hard" in comp
+    # d_z and Hedges' g in separate columns: the paired row has d_z only, the Welch row g only
+    assert re.search(r"re_soft vs re_hard.*\|\s*\+2\.90 \[0\.80, 5\.00\]\s*\|\s*–\s*\|", comp)
+    assert re.search(r"ta_soft vs ta_hard.*\|\s*–\s*\|\s*-1\.10 \[-2\.90, 0\.60\]\s*\|", comp)
+    assert "accuracy (higher is better)" in comp
     # McNemar: 3 seeds tested, 2 with p < 0.05, median p 0.03
     assert re.search(r"re_soft vs re_hard\s*\|\s*3\s*\|\s*2\s*\|\s*0\.0300", md)
     assert "label_type:family" in md and "ta_soft_vs_hard" in md and "±1.00" in md
@@ -221,12 +251,15 @@ def test_full_report(fixture_dir):
 
     # figures: all present, valid PNGs, referenced from the markdown, embedded in the html
     figs = {k: v for k, v in paths.items() if k.startswith("figures/")}
-    assert set(figs) == {"figures/mapping_hvs_hvs", "figures/re_sweep", "figures/ta_ops",
-                         "figures/corruption_heatmap", "figures/reliability"}
+    assert set(figs) == {"figures/mapping_hvs_hvs", "figures/re_sweep", "figures/ta_ops", "figures/gap_F1",
+                         "figures/gap_F2", "figures/corruption_heatmap", "figures/reliability"}
     for key, p in figs.items():
         assert p.read_bytes()[:8] == PNG_MAGIC
         assert f"({key}.png)" in md
     assert page.count('src="data:image/png;base64,iVBORw0KGgo') == len(figs)
+    # each metric table says which direction is better
+    assert "### Clean accuracy (%, higher is better)" in md
+    assert "### Expected calibration error, 15 bins (%, lower is better)" in md
 
     # self-contained html
     assert "http://" not in page and "https://" not in page and "<script" not in page and "<link" not in page
@@ -304,6 +337,7 @@ def test_missing_optional_data_is_skipped_with_a_sentence(tmp_path):
     assert not [k for k in paths if k.startswith("figures/")]
     assert "data:image/png" not in paths["html"].read_text()
     assert json.loads(paths["metrics"].read_text())["verdicts"]["F1"] == "supported"
+    assert "figures/gap_F1" not in paths  # no gap rows: no gap figure
 
 
 def test_fit_dir_without_hvs_rows_is_skipped(fixture_dir):
