@@ -1,42 +1,67 @@
-"""Tests for harness.stats against direct scipy/statsmodels calls and textbook values."""
+"""Tests for harness.stats: every number against a direct scipy / statsmodels call or a textbook value,
+plus property-based tests (hypothesis) of each mathematical function.
+
+Conventions under test: differences are ``b - a``; intervals are two-sided ``1 - alpha`` t intervals;
+directional tests state ``alternative`` and ``null``; ``MIN_SEEDS = 3`` values before any p-value.
+"""
 
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.formula.api as smf
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
+from statsmodels.stats.anova import AnovaRM
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower, TTestPower
+from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from harness.stats import (
+    MAX_PLANNED_SEEDS,
     MIN_SEEDS,
+    Design,
     InsufficientSeeds,
+    TestResult as StatsTestResult,
+    bca_ci,
     compare_arms,
     hedges_g,
     holm,
+    level_sxx,
     mcnemar_test,
-    seeds_for_power,
+    mean_test,
+    pair_by_seed,
+    power_one_sided,
+    rm_anova,
+    sd_upper_bound,
+    seeds_needed,
+    t_ci_mean,
     tost_equivalence,
-    two_way_anova,
+    trend_test,
+    welch_test,
 )
 
 A = np.array([71.2, 70.8, 72.1, 71.5, 70.9])
 B = np.array([72.0, 71.9, 72.8, 72.6, 71.4])
+S5 = [0, 1, 2, 3, 4]
 
 
-# ---------------------------------------------------------------- min-n guard
+# ================================================================ min-n guard and validation
 def test_min_seeds_constant():
     assert MIN_SEEDS == 3
     assert issubclass(InsufficientSeeds, ValueError)
 
 
 @pytest.mark.parametrize("fn", [
-    lambda a, b: compare_arms(a, b),
+    lambda a, b: mean_test(b),
+    lambda a, b: welch_test(a, b),
     lambda a, b: compare_arms(a, b, seeds_a=[0, 1], seeds_b=[0, 1]),
     lambda a, b: tost_equivalence(a, b, 1.0, paired=True),
     lambda a, b: tost_equivalence(a, b, 1.0, paired=False),
     lambda a, b: hedges_g(a, b),
+    lambda a, b: trend_test(np.column_stack([a, b]), [0, 1]),
 ])
 def test_two_seeds_refused(fn):
     with pytest.raises(InsufficientSeeds) as ei:
@@ -45,133 +70,213 @@ def test_two_seeds_refused(fn):
     assert "n=2" in msg and "3" in msg
 
 
-def test_two_seeds_in_one_arm_only_refused():
+def test_two_common_seeds_refused_even_when_arms_have_enough():
+    """A partial pairing never falls back to Welch: 1-2 common seeds give no p-value."""
+    with pytest.raises(InsufficientSeeds, match="common seeds: got n=2"):
+        compare_arms(A, B, seeds_a=[0, 1, 2, 3, 4], seeds_b=[0, 1, 7, 8, 9])
+
+
+def test_two_seeds_in_one_arm_only_refused_for_welch():
     with pytest.raises(InsufficientSeeds, match="b: got n=2"):
-        compare_arms([1.0, 2.0, 3.0], [1.0, 2.0])
+        compare_arms([1.0, 2.0, 3.0], [1.0, 2.0], seeds_a=[0, 1, 2], seeds_b=[5, 6])
 
 
-def test_anova_cell_with_two_seeds_refused():
-    df = pd.DataFrame({
-        "value": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
-        "label_type": ["hard"] * 6 + ["soft"] * 5,
-        "family": ["cnn", "cnn", "cnn", "vit", "vit", "vit", "cnn", "cnn", "cnn", "vit", "vit"],
-    })
-    with pytest.raises(InsufficientSeeds, match="n=2"):
-        two_way_anova(df)
-
-
-# ---------------------------------------------------------------- input validation
 def test_validation_errors_name_argument():
     with pytest.raises(ValueError, match="a contains non-finite"):
-        compare_arms([1.0, np.nan, 2.0], [1.0, 2.0, 3.0])
+        compare_arms([1.0, np.nan, 2.0], [1.0, 2.0, 3.0], seeds_a=[0, 1, 2], seeds_b=[0, 1, 2])
     with pytest.raises(ValueError, match="alpha"):
-        compare_arms(A, B, alpha=1.5)
-    with pytest.raises(ValueError, match="seeds_a and seeds_b"):
-        compare_arms(A, B, seeds_a=range(5))
-    with pytest.raises(ValueError, match="seeds_b has length"):
+        compare_arms(A, B, seeds_a=S5, seeds_b=S5, alpha=1.5)
+    with pytest.raises(ValueError, match="seeds_b has length 4"):
         compare_arms(A, B, seeds_a=range(5), seeds_b=range(4))
-    with pytest.raises(ValueError, match="not the same set"):
-        compare_arms(A, B, paired=True, seeds_a=range(5), seeds_b=range(1, 6))
+    with pytest.raises(ValueError, match="seeds_a contains duplicate seeds"):
+        pair_by_seed(A, [0, 1, 1, 2, 3], B, S5)
+    with pytest.raises(ValueError, match="alternative must be one of two-sided, greater, less"):
+        mean_test(A, alternative="bigger")
+    with pytest.raises(ValueError, match="null must be finite"):
+        mean_test(A, null=math.inf)
+    with pytest.raises(ValueError, match="x must be 1-D"):
+        mean_test(np.ones((3, 2)))
     with pytest.raises(ValueError, match="margin"):
         tost_equivalence(A, B, -1.0, paired=False)
     with pytest.raises(ValueError, match="correct_a and correct_b"):
         mcnemar_test([True, False], [True])
-    with pytest.raises(ValueError, match="factor_b='nope'"):
-        two_way_anova(pd.DataFrame({"value": [1.0], "label_type": ["x"]}), factor_b="nope")
     with pytest.raises(ValueError, match="pvalues"):
         holm([0.1, 1.2])
-    with pytest.raises(ValueError, match="power"):
-        seeds_for_power(0.5, power=1.0)
+    with pytest.raises(ValueError, match="power must be in"):
+        seeds_needed(Design("paired"), 0.5, 1.0, alpha=0.05, power=1.0)
+    with pytest.raises(ValueError, match="Design.kind must be paired, welch or trend"):
+        power_one_sided(Design("anova"), 5, 1.0, 1.0, 0.05)
+    with pytest.raises(ValueError, match="gaps must be a 2-D array"):
+        trend_test(np.ones(5), [0, 1])
+    with pytest.raises(ValueError, match="levels must be 3 distinct finite numbers"):
+        trend_test(np.ones((4, 3)), [0, 1, 1])
+    with pytest.raises(ValueError, match="confidence must be in"):
+        t_ci_mean(1.0, 1.0, 5, 95)
 
 
-# ---------------------------------------------------------------- compare_arms
-def test_paired_chosen_when_seeds_match_and_sorted_by_seed():
+# ================================================================ mean_test
+X = np.array([0.012, -0.004, 0.021, 0.007, 0.015, 0.003])
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+@pytest.mark.parametrize("null", [0.0, 0.01, -0.02])
+def test_mean_test_matches_ttest_1samp_and_t_interval(alternative, null):
+    r = mean_test(X, alternative=alternative, null=null, alpha=0.1)
+    ref = sps.ttest_1samp(X, popmean=null, alternative=alternative)
+    assert isinstance(r, StatsTestResult)
+    assert r.p == pytest.approx(ref.pvalue, rel=1e-12)
+    assert r.statistic == pytest.approx(ref.statistic, rel=1e-12)
+    assert r.df == 5 and r.n == 6 and r.null == null and r.alternative == alternative
+    assert r.estimate == pytest.approx(X.mean(), rel=1e-14)
+    assert r.sd == pytest.approx(X.std(ddof=1)) and r.se == pytest.approx(sps.sem(X))
+    # the interval is the two-sided 90 % t interval of the mean, whatever the alternative
+    lo, hi = sps.t.interval(0.9, 5, loc=X.mean(), scale=sps.sem(X))
+    assert (r.ci_low, r.ci_high) == pytest.approx((lo, hi), rel=1e-12)
+    ci = sps.ttest_1samp(X, 0.0).confidence_interval(0.9)
+    assert (r.ci_low, r.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    assert r.alpha == 0.1
+
+
+def test_mean_test_equals_paired_t_of_differences():
+    r = mean_test(B - A, alternative="greater", method="paired t")
+    ref = sps.ttest_rel(B, A, alternative="greater")
+    assert r.p == pytest.approx(ref.pvalue, rel=1e-12) and r.method == "paired t"
+
+
+def test_mean_test_degenerate_zero_sd():
+    r = mean_test([0.01, 0.01, 0.01], alternative="greater")
+    assert r.p == 0.0 and "degenerate" in r.method and r.statistic == math.inf
+    assert (r.ci_low, r.ci_high) == (0.01, 0.01) and r.sd == 0.0
+    assert mean_test([0.01] * 3, alternative="less").p == 1.0
+    assert mean_test([0.01] * 3, alternative="two-sided").p == 0.0
+    assert mean_test([0.01] * 3, alternative="greater", null=0.01).p == 1.0
+    assert math.isnan(mean_test([0.0] * 4).statistic)
+
+
+# ================================================================ welch_test
+WA = np.array([1.0, 1.1, 0.9, 1.05])
+WB = np.array([0.0, 3.0, 1.5, 2.7, 0.4, 2.2])
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_welch_matches_ttest_ind(alternative):
+    r = welch_test(WA, WB, alternative=alternative)
+    ref = sps.ttest_ind(WB, WA, equal_var=False, alternative=alternative)
+    assert r.p == pytest.approx(ref.pvalue, rel=1e-12)
+    assert r.statistic == pytest.approx(ref.statistic, rel=1e-12)
+    assert r.df == pytest.approx(ref.df, rel=1e-12)
+    assert r.estimate == pytest.approx(WB.mean() - WA.mean())
+    ci = sps.ttest_ind(WB, WA, equal_var=False).confidence_interval(0.95)
+    assert (r.ci_low, r.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    assert r.n == 4 and math.isnan(r.sd) and r.method == "Welch t"
+    # Welch is not the pooled-variance Student t on these unequal variances
+    assert r.p != pytest.approx(sps.ttest_ind(WB, WA, alternative=alternative).pvalue)
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+@pytest.mark.parametrize("null", [0.5, -0.3])
+def test_welch_shifted_null_against_textbook_formula(alternative, null):
+    """H0: mean(b) - mean(a) = null; t = (diff - null) / se with the Welch-Satterthwaite df."""
+    r = welch_test(WA, WB, alternative=alternative, null=null)
+    va, vb = WA.var(ddof=1) / WA.size, WB.var(ddof=1) / WB.size
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (WA.size - 1) + vb ** 2 / (WB.size - 1))
+    t = (WB.mean() - WA.mean() - null) / se
+    p = {"greater": sps.t.sf(t, df), "less": sps.t.cdf(t, df), "two-sided": 2 * sps.t.sf(abs(t), df)}
+    assert r.statistic == pytest.approx(t, rel=1e-12) and r.df == pytest.approx(df, rel=1e-12)
+    assert r.p == pytest.approx(p[alternative], rel=1e-10) and r.se == pytest.approx(se)
+    # scipy on the arm shifted by the null gives the same p
+    ref = sps.ttest_ind(WB - null, WA, equal_var=False, alternative=alternative)
+    assert r.p == pytest.approx(ref.pvalue, rel=1e-12)
+    # the interval does not depend on the null
+    assert (r.ci_low, r.ci_high) == pytest.approx((welch_test(WA, WB).ci_low, welch_test(WA, WB).ci_high))
+
+
+def test_welch_degenerate_both_constant():
+    r = welch_test([1.0, 1.0, 1.0], [2.0, 2.0, 2.0], alternative="greater")
+    assert r.p == 0.0 and "degenerate" in r.method and r.estimate == 1.0
+
+
+# ================================================================ pair_by_seed / compare_arms
+def test_pair_by_seed_aligns_sorted_common_seeds_and_names_dropped():
+    p = pair_by_seed([10.0, 11.0, 12.0, 13.0], [3, 1, 2, 9], [21.0, 22.0, 23.0], [1, 2, 3])
+    assert p.seeds == (1, 2, 3)
+    np.testing.assert_array_equal(p.a, [11.0, 12.0, 10.0])
+    np.testing.assert_array_equal(p.b, [21.0, 22.0, 23.0])
+    assert p.dropped_a == (9,) and p.dropped_b == ()
+
+
+def test_compare_arms_paired_by_seed_matches_ttest_rel():
     seeds_a = [3, 1, 2, 5, 4]
-    seeds_b = [1, 2, 3, 4, 5]
-    # b is listed in seed order; reorder a accordingly for the reference call
     a_by_seed = A[np.argsort(seeds_a)]
-    r = compare_arms(A, B, seeds_a=seeds_a, seeds_b=seeds_b)
-    assert r["paired"] is True
-    assert r["test"] == "paired_t"
-    assert r["seeds"] == [1, 2, 3, 4, 5]
+    r = compare_arms(A, B, seeds_a=seeds_a, seeds_b=[1, 2, 3, 4, 5])
+    assert r["paired"] is True and r["seeds"] == (1, 2, 3, 4, 5)
+    assert r["dropped_a"] == () and r["dropped_b"] == ()
+    t = r["test"]
     ref = sps.ttest_rel(B, a_by_seed)
-    assert r["statistic"] == pytest.approx(ref.statistic)
-    assert r["pvalue"] == pytest.approx(ref.pvalue)
-    assert r["df"] == 4
-    w = sps.wilcoxon(B, a_by_seed)
-    assert r["wilcoxon"]["pvalue"] == pytest.approx(w.pvalue)
-    assert r["wilcoxon"]["statistic"] == pytest.approx(w.statistic)
-    assert r["wilcoxon"]["method"] == "exact"
-    # the naive positional pairing gives a different answer, so sorting matters
+    assert t.method == "paired t" and t.df == 4
+    assert t.statistic == pytest.approx(ref.statistic, rel=1e-12)
+    assert t.p == pytest.approx(ref.pvalue, rel=1e-12)
+    ci = ref.confidence_interval(0.95)
+    assert (t.ci_low, t.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    assert r["wilcoxon_p"] == pytest.approx(sps.wilcoxon(B, a_by_seed).pvalue)
+    assert r["mean_a"] == pytest.approx(A.mean()) and r["mean_b"] == pytest.approx(B.mean())
+    # d_z (paired) and Hedges' g (unpaired) are separate keys: only d_z is set when paired
+    g = hedges_g(a_by_seed, B, paired=True)
+    assert r["d_z"] == pytest.approx(g["g"]) and r["d_z_ci"] == pytest.approx(g["ci"])
+    assert math.isnan(r["hedges_g"])
+    assert r["boot_ci"] is None  # 5 pairs: no bootstrap interval
+    # the naive positional pairing gives a different answer, so aligning by seed matters
     assert sps.ttest_rel(B, A).pvalue != pytest.approx(ref.pvalue)
 
 
-def test_welch_chosen_when_seeds_differ():
-    r = compare_arms(A, B, seeds_a=[0, 1, 2, 3, 4], seeds_b=[0, 1, 2, 3, 99])
-    assert r["paired"] is False
-    assert r["test"] == "welch_t"
-    assert r["wilcoxon"] is None
-    ref = sps.ttest_ind(B, A, equal_var=False)
-    assert r["statistic"] == pytest.approx(ref.statistic)
-    assert r["pvalue"] == pytest.approx(ref.pvalue)
-    assert r["df"] == pytest.approx(ref.df)
-    # and Welch differs from the pooled-variance Student t on unequal variances
-    a = np.array([1.0, 1.1, 0.9, 1.05])
-    b = np.array([0.0, 3.0, 1.5, 2.7, 0.4, 2.2])
-    r2 = compare_arms(a, b)
-    assert r2["pvalue"] == pytest.approx(sps.ttest_ind(b, a, equal_var=False).pvalue)
-    assert r2["pvalue"] != pytest.approx(sps.ttest_ind(b, a).pvalue)
+def test_compare_arms_one_missing_seed_pairs_on_common_seeds():
+    r = compare_arms(A, B[:4], seeds_a=S5, seeds_b=[0, 1, 2, 3])
+    assert r["paired"] is True and r["seeds"] == (0, 1, 2, 3) and r["dropped_a"] == (4,)
+    assert r["test"].p == pytest.approx(sps.ttest_rel(B[:4], A[:4]).pvalue, rel=1e-12)
+    assert r["test"].n == 4
 
 
-def test_no_seeds_defaults_to_unpaired_and_paired_true_pairs_by_position():
-    r = compare_arms(A, B)
-    assert r["paired"] is False
-    r = compare_arms(A, B, paired=True)
-    assert r["paired"] is True
-    assert r["pvalue"] == pytest.approx(sps.ttest_rel(B, A).pvalue)
-    r = compare_arms(A, B, paired=False, seeds_a=range(5), seeds_b=range(5))
-    assert r["test"] == "welch_t"
+def test_compare_arms_welch_only_without_common_seeds():
+    r = compare_arms(WA, WB, seeds_a=[0, 1, 2, 3], seeds_b=[10, 11, 12, 13, 14, 15])
+    assert r["paired"] is False and r["seeds"] == ()
+    assert r["test"].method == "Welch t"
+    assert r["test"].p == pytest.approx(sps.ttest_ind(WB, WA, equal_var=False).pvalue, rel=1e-12)
+    g = hedges_g(WA, WB)
+    assert r["hedges_g"] == pytest.approx(g["g"]) and math.isnan(r["d_z"])
+    assert math.isnan(r["wilcoxon_p"]) and r["boot_ci"] is None
 
 
-def test_means_and_diff():
-    r = compare_arms(A, B)
-    assert r["mean_a"] == pytest.approx(71.3)
-    assert r["mean_b"] == pytest.approx(72.14)
-    assert r["diff"] == pytest.approx(0.84)
-    assert (r["n_a"], r["n_b"]) == (5, 5)
+def test_compare_arms_bca_from_ten_pairs():
+    rng = np.random.default_rng(1)
+    a = rng.normal(0, 1, 12)
+    b = a + 0.3 + rng.normal(0, 0.5, 12)
+    r = compare_arms(a, b, seeds_a=range(12), seeds_b=range(12), n_boot=999, seed=4)
+    assert r["boot_ci"] == bca_ci(b - a, n_boot=999, seed=4)
+    lo, hi = r["boot_ci"]
+    assert lo < r["test"].estimate < hi
 
 
-def test_wilcoxon_with_zero_difference_reports_method():
-    a = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    b = a + np.array([0.0, 0.5, 0.7, -0.2, 0.9, 1.1])
-    r = compare_arms(a, b, paired=True)
-    ref = sps.wilcoxon(b, a, zero_method="wilcox")
-    assert r["wilcoxon"]["pvalue"] == pytest.approx(ref.pvalue)
-    assert r["wilcoxon"]["n_nonzero"] == 5
-    assert r["wilcoxon"]["method"].startswith("permutation")
-
-
-def test_all_zero_differences_give_nan_not_fake_pvalue():
+def test_compare_arms_all_zero_differences():
     a = np.array([1.0, 2.0, 3.0])
-    r = compare_arms(a, a.copy(), paired=True)
-    assert math.isnan(r["pvalue"]) and math.isnan(r["wilcoxon"]["pvalue"])
-    assert r["significant"] is False
-    assert "degenerate" in r["wilcoxon"]["method"]
+    r = compare_arms(a, a.copy(), seeds_a=[0, 1, 2], seeds_b=[0, 1, 2])
+    assert r["test"].p == 1.0 and "degenerate" in r["test"].method
+    assert math.isnan(r["wilcoxon_p"]) and math.isnan(r["d_z"])
 
 
+# ================================================================ hedges_g
 def test_hedges_g_unpaired_hand_computation():
     a = np.array([1.0, 2.0, 3.0, 4.0])
     b = np.array([3.0, 4.0, 6.0])
-    # hand: means 2.5 and 13/3, var_a = 5/3, var_b = 7/3
     sp = math.sqrt((3 * 5 / 3 + 2 * 7 / 3) / 5)
     d = (13 / 3 - 2.5) / sp
     J = 1 - 3 / (4 * 7 - 9)
     g = J * d
     se = math.sqrt(7 / 12 + g * g / 14)
-    r = compare_arms(a, b)
-    assert r["hedges_g"] == pytest.approx(g)
-    assert r["g_ci"][0] == pytest.approx(g - 1.959963984540054 * se)
-    assert r["g_ci"][1] == pytest.approx(g + 1.959963984540054 * se)
+    r = hedges_g(a, b)
+    assert r["g"] == pytest.approx(g)
+    assert r["ci"][0] == pytest.approx(g - 1.959963984540054 * se)
+    assert r["ci"][1] == pytest.approx(g + 1.959963984540054 * se)
 
 
 def test_hedges_g_paired_is_dz():
@@ -185,52 +290,200 @@ def test_hedges_g_paired_is_dz():
     assert "d_z" in r["convention"]
 
 
-def test_bootstrap_reproducible_and_contains_observed_diff():
-    r1 = compare_arms(A, B, n_boot=2000, seed=7)
-    r2 = compare_arms(A, B, n_boot=2000, seed=7)
-    r3 = compare_arms(A, B, n_boot=2000, seed=8)
-    assert r1["boot_ci"] == r2["boot_ci"]
-    assert r1["boot_ci"] != r3["boot_ci"]
-    lo, hi = r1["boot_ci"]
-    assert lo < r1["diff"] < hi
-    ref = sps.bootstrap((A, B), lambda x, y, axis=-1: y.mean(axis) - x.mean(axis),
-                        n_resamples=2000, method="percentile",
-                        rng=np.random.default_rng(7))
-    assert lo == pytest.approx(ref.confidence_interval.low)
-    assert hi == pytest.approx(ref.confidence_interval.high)
-    rp = compare_arms(A, B, paired=True, n_boot=2000, seed=7)
-    ref_p = sps.bootstrap((B - A,), np.mean, n_resamples=2000, method="percentile",
-                          rng=np.random.default_rng(7))
-    assert rp["boot_ci"][0] == pytest.approx(ref_p.confidence_interval.low)
-    assert rp["boot_ci"][0] < rp["diff"] < rp["boot_ci"][1]
+# ================================================================ t_ci_mean
+def test_t_ci_mean_matches_scipy_interval_and_is_vectorised():
+    x = B - A
+    lo, hi = t_ci_mean(x.mean(), x.std(ddof=1), x.size, 0.9)
+    assert (float(lo), float(hi)) == pytest.approx(
+        sps.t.interval(0.9, x.size - 1, loc=x.mean(), scale=sps.sem(x)), rel=1e-12)
+    lo, hi = t_ci_mean([1.0, 2.0], [np.nan, 0.5], [1, 4])
+    assert math.isnan(lo[0]) and math.isnan(hi[0]) and lo[1] < 2.0 < hi[1]
 
 
-# ---------------------------------------------------------------- holm
-def test_holm_textbook_vector():
-    reject, adj = holm([0.01, 0.04, 0.03, 0.005])
+# ================================================================ bca_ci
+def test_bca_ci_none_below_ten_values():
+    assert bca_ci(np.arange(9.0)) is None
+    assert bca_ci(np.arange(5.0), min_n=5) is not None
+    assert bca_ci([2.0] * 12) == (2.0, 2.0)
+
+
+@pytest.mark.parametrize("n, alpha", [(10, 0.05), (17, 0.1)])
+def test_bca_ci_equals_scipy_bootstrap_bca(n, alpha):
+    x = np.random.default_rng(n).gamma(2.0, 1.0, n)
+    got = bca_ci(x, alpha=alpha, n_boot=2000, seed=3)
+    ref = sps.bootstrap((x,), np.mean, n_resamples=2000, method="BCa", confidence_level=1 - alpha,
+                        rng=np.random.default_rng(3))
+    assert got == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high), rel=1e-12)
+    assert bca_ci(x, alpha=alpha, n_boot=2000, seed=3) == got           # deterministic for a seed
+    assert bca_ci(x, alpha=alpha, n_boot=2000, seed=4) != got
+
+
+# ================================================================ trend_test
+def _gaps(n=6, k=4, seed=0, slope=0.0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 1, (n, 1)) + slope * np.arange(k) + rng.normal(0, 0.5, (n, k))
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_trend_test_matches_statsmodels_ols_with_seed_dummies(alternative):
+    levels = [0.0, 0.1, 0.4, 0.8]
+    g = _gaps(slope=0.2)
+    n, k = g.shape
+    data = pd.DataFrame({"gap": g.ravel(), "level": np.tile(levels, n), "seed": np.repeat(np.arange(n), k)})
+    fit = smf.ols("gap ~ level + C(seed)", data=data).fit()
+    r = trend_test(g, levels, alternative=alternative, alpha=0.1)
+    span = 0.8
+    assert r.estimate == pytest.approx(fit.params["level"] * span, rel=1e-10)
+    assert r.statistic == pytest.approx(fit.tvalues["level"], rel=1e-10)
+    assert r.df == fit.df_resid == n * k - n - 1
+    t, df = fit.tvalues["level"], fit.df_resid
+    p = {"two-sided": fit.pvalues["level"], "greater": sps.t.sf(t, df), "less": sps.t.cdf(t, df)}[alternative]
+    assert r.p == pytest.approx(p, rel=1e-9)
+    lo, hi = fit.conf_int(0.1).loc["level"] * span
+    assert (r.ci_low, r.ci_high) == pytest.approx((lo, hi), rel=1e-10)
+    assert r.sd == pytest.approx(math.sqrt(fit.scale), rel=1e-10)
+    assert r.se == pytest.approx(fit.bse["level"] * span, rel=1e-10)
+    assert r.n == n and r.null == 0.0
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_trend_with_two_levels_is_the_paired_t_of_the_difference_of_differences(alternative):
+    g = _gaps(n=5, k=2, seed=3, slope=0.4)
+    r = trend_test(g, [0.1, 0.8], alternative=alternative)
+    m = mean_test(g[:, 1] - g[:, 0], alternative=alternative)
+    for f in ("estimate", "ci_low", "ci_high", "statistic", "df", "p", "se"):
+        assert getattr(r, f) == pytest.approx(getattr(m, f), rel=1e-9, abs=1e-14), f
+    assert r.n == m.n == 5
+
+
+def test_trend_degenerate_exact_line():
+    g = np.array([[0.0, 1.0, 2.0], [5.0, 6.0, 7.0], [1.0, 2.0, 3.0]])
+    r = trend_test(g, [0, 1, 2], alternative="greater")
+    assert "degenerate" in r.method and r.p == 0.0 and r.estimate == pytest.approx(2.0)
+    assert trend_test(g, [0, 1, 2], alternative="less").p == 1.0
+
+
+def test_level_sxx():
+    assert level_sxx([0, 1]) == pytest.approx(0.5)
+    assert level_sxx([0.1, 0.8]) == pytest.approx(0.5)
+    assert level_sxx([0, 1, 2, 3]) == pytest.approx(5 / 9)
+
+
+# ================================================================ power and seeds
+@pytest.mark.parametrize("n, effect, sd, alpha", [(5, 0.01, 0.01, 0.05), (10, 0.5, 1.0, 0.0167),
+                                                   (20, 0.2, 0.9, 0.01), (3, 2.0, 1.0, 0.05)])
+def test_power_paired_matches_ttestpower(n, effect, sd, alpha):
+    got = power_one_sided(Design("paired"), n, effect, sd, alpha)
+    ref = TTestPower().power(effect_size=effect / sd, nobs=n, alpha=alpha, alternative="larger")
+    assert float(got) == pytest.approx(ref, rel=1e-9)
+
+
+def test_power_welch_matches_ttestindpower_and_trend_matches_noncentral_t():
+    got = power_one_sided(Design("welch"), 8, 0.5, 1.0, 0.05)
+    ref = TTestIndPower().power(effect_size=0.5, nobs1=8, alpha=0.05, ratio=1.0, alternative="larger")
+    assert float(got) == pytest.approx(ref, rel=1e-9)
+    levels = [0.0, 0.1, 0.4, 0.8]
+    d = Design("trend", k=4, sxx=level_sxx(levels))
+    n, effect, sd = 6, 0.5, 0.7
+    # slope SE = sd / sqrt(n * sum((x - mean x)^2)); the estimate is slope * range
+    se = sd * 0.8 / math.sqrt(n * np.sum((np.array(levels) - np.mean(levels)) ** 2))
+    df = n * 4 - n - 1
+    ref = sps.nct.sf(sps.t.ppf(0.95, df), df, effect / se)
+    assert float(power_one_sided(d, n, effect, sd, 0.05)) == pytest.approx(ref, rel=1e-6)
+
+
+def test_power_edge_cases():
+    assert math.isnan(float(power_one_sided(Design("paired"), 5, 1.0, 0.0, 0.05)))
+    assert math.isnan(float(power_one_sided(Design("paired"), 5, 1.0, math.nan, 0.05)))
+    assert float(power_one_sided(Design("paired"), 5, 0.0, 1.0, 0.05)) == pytest.approx(0.05)
+    assert float(power_one_sided(Design("paired"), 5, 1e3, 1.0, 0.05)) == 1.0     # huge ncp
+    p = power_one_sided(Design("paired"), np.array([3, 5, 10]), 1.0, 1.0, 0.05)
+    assert p.shape == (3,) and np.all(np.diff(p) > 0)
+
+
+@pytest.mark.parametrize("effect, sd, alpha, power", [(0.01, 0.01, 0.05, 0.8), (0.01, 0.02, 0.0167, 0.8),
+                                                      (0.5, 1.0, 0.05, 0.9), (0.002, 0.01, 0.05, 0.8)])
+def test_seeds_needed_matches_ttestpower_solve_power(effect, sd, alpha, power):
+    n = seeds_needed(Design("paired"), effect, sd, alpha=alpha, power=power)
+    ref = TTestPower().solve_power(effect_size=effect / sd, alpha=alpha, power=power, alternative="larger")
+    assert n == max(MIN_SEEDS, math.ceil(ref - 1e-6))
+    assert TTestPower().power(effect / sd, nobs=n, alpha=alpha, alternative="larger") >= power
+    if n > MIN_SEEDS:
+        assert TTestPower().power(effect / sd, nobs=n - 1, alpha=alpha, alternative="larger") < power
+
+
+def test_seeds_needed_edges():
+    d = Design("paired")
+    assert seeds_needed(d, 10.0, 1.0, alpha=0.05, power=0.8) == MIN_SEEDS
+    assert seeds_needed(d, 0.0, 1.0, alpha=0.05, power=0.8) == math.inf
+    assert seeds_needed(d, -1.0, 1.0, alpha=0.05, power=0.8) == math.inf
+    assert seeds_needed(d, 1e-4, 1.0, alpha=0.05, power=0.8) == math.inf   # > MAX_PLANNED_SEEDS
+    assert math.isnan(seeds_needed(d, 1.0, 0.0, alpha=0.05, power=0.8))
+    assert MAX_PLANNED_SEEDS == 10_000
+
+
+@pytest.mark.parametrize("sd, df, alpha", [(1.0, 4, 0.05), (0.012, 9, 0.05), (2.5, 30, 0.1)])
+def test_sd_upper_bound_is_the_chi_square_bound(sd, df, alpha):
+    got = sd_upper_bound(sd, df, alpha=alpha)
+    assert got == pytest.approx(sd * math.sqrt(df / sps.chi2.ppf(alpha, df)), rel=1e-12)
+    # i.e. P(chi2_df <= df s^2 / sigma_upper^2) = alpha
+    assert sps.chi2.cdf(df * sd ** 2 / got ** 2, df) == pytest.approx(alpha, rel=1e-9)
+    assert math.isnan(sd_upper_bound(sd, 0)) and math.isnan(sd_upper_bound(math.nan, 4))
+
+
+# ================================================================ rm_anova
+def _rm_data(seed=0, n=5):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n):
+        subj = rng.normal(0, 1)
+        for lt, dl in (("hard", 0.0), ("soft", 0.5)):
+            for inten, di in (("low", 0.0), ("high", -0.3)):
+                rows.append({"seed": s, "label_type": lt, "intensity": inten,
+                             "value": 70 + subj + dl + di + (0.8 if (lt, inten) == ("soft", "high") else 0)
+                             + rng.normal(0, 0.3)})
+    return pd.DataFrame(rows)
+
+
+def test_rm_anova_equals_anovarm_directly():
+    df = _rm_data()
+    out = rm_anova(df, "value", "seed", ["label_type", "intensity"])
+    ref = AnovaRM(df, depvar="value", subject="seed", within=["label_type", "intensity"]).fit().anova_table
+    pd.testing.assert_frame_equal(out, ref)
+    assert list(out.index) == ["label_type", "intensity", "label_type:intensity"]
+    assert (out["Den DF"] == 4).all()
+
+
+def test_rm_anova_guards():
+    df = _rm_data(n=2)
+    with pytest.raises(InsufficientSeeds, match="subjects: got n=2"):
+        rm_anova(df, "value", "seed", ["label_type", "intensity"])
+    df = _rm_data()
+    with pytest.raises(ValueError, match="balanced"):
+        rm_anova(df.iloc[1:], "value", "seed", ["label_type", "intensity"])
+    with pytest.raises(ValueError, match="column 'nope' is not in the data"):
+        rm_anova(df, "value", "seed", ["label_type", "nope"])
+
+
+# ================================================================ holm
+def test_holm_textbook_vector_and_statsmodels():
+    p = [0.01, 0.04, 0.03, 0.005]
+    reject, adj = holm(p)
     np.testing.assert_allclose(adj, [0.03, 0.06, 0.06, 0.02])
     assert list(reject) == [True, False, False, True]
+    np.testing.assert_allclose(adj, multipletests(p, method="holm")[1])
+    assert not np.allclose(adj, multipletests(p, method="hs")[1])  # not Holm-Sidak
 
 
-def test_holm_is_not_holm_sidak():
-    from statsmodels.stats.multitest import multipletests
-    p = [0.01, 0.04, 0.03, 0.005]
-    hs_adj = multipletests(p, method="hs")[1]
-    assert not np.allclose(holm(p)[1], hs_adj)
-
-
-# ---------------------------------------------------------------- mcnemar
+# ================================================================ mcnemar
 def test_mcnemar_exact_known_table():
-    # a right/b wrong = 2, a wrong/b right = 8 -> exact binomial, p = 2*P(X<=2 | 10, .5)
     ca = np.array([True] * 50 + [True] * 2 + [False] * 8 + [False] * 5)
     cb = np.array([True] * 50 + [False] * 2 + [True] * 8 + [False] * 5)
     r = mcnemar_test(ca, cb)
     assert (r["b"], r["c"]) == (2, 8)
     np.testing.assert_array_equal(r["table"], [[50, 2], [8, 5]])
-    assert r["method"] == "exact binomial"
-    assert r["statistic"] == 2
-    assert r["pvalue"] == pytest.approx(2 * sps.binom.cdf(2, 10, 0.5))  # 0.109375
-    assert r["pvalue"] == pytest.approx(0.109375)
+    assert r["method"] == "exact binomial" and r["statistic"] == 2
+    assert r["pvalue"] == pytest.approx(2 * sps.binom.cdf(2, 10, 0.5)) == pytest.approx(0.109375)
 
 
 def test_mcnemar_chi2_large_discordance():
@@ -243,109 +496,198 @@ def test_mcnemar_chi2_large_discordance():
     assert r["pvalue"] == pytest.approx(sps.chi2.sf(chi2, 1))
 
 
-# ---------------------------------------------------------------- TOST
+# ================================================================ TOST
 def test_tost_identical_arms_wide_margin_equivalent():
     r = tost_equivalence(A, A.copy(), margin=5.0, paired=False)
-    assert r["equivalent"] is True
-    assert r["pvalue"] == max(r["p_lower"], r["p_upper"])
-    rp = tost_equivalence(A, A.copy(), margin=5.0, paired=True)
-    assert rp["equivalent"] is True
+    assert r["equivalent"] is True and r["pvalue"] == max(r["p_lower"], r["p_upper"])
+    assert tost_equivalence(A, A.copy(), margin=5.0, paired=True)["equivalent"] is True
 
 
 def test_tost_clearly_different_not_equivalent():
-    r = tost_equivalence(A, A + 10.0, margin=0.5, paired=False)
-    assert r["equivalent"] is False
-    r = tost_equivalence(A, B, margin=0.1, paired=True)
-    assert r["equivalent"] is False
+    assert tost_equivalence(A, A + 10.0, margin=0.5, paired=False)["equivalent"] is False
+    assert tost_equivalence(A, B, margin=0.1, paired=True)["equivalent"] is False
 
 
 def test_tost_matches_statsmodels():
-    from statsmodels.stats.weightstats import ttost_ind, ttost_paired
     r = tost_equivalence(A, B, margin=1.5, paired=False)
     ref = ttost_ind(B, A, -1.5, 1.5, usevar="unequal")
     assert r["pvalue"] == pytest.approx(ref[0])
-    assert r["p_lower"] == pytest.approx(ref[1][1])
-    assert r["p_upper"] == pytest.approx(ref[2][1])
+    assert r["p_lower"] == pytest.approx(ref[1][1]) and r["p_upper"] == pytest.approx(ref[2][1])
     r = tost_equivalence(A, B, margin=1.5, paired=True)
-    ref = ttost_paired(B, A, -1.5, 1.5)
-    assert r["pvalue"] == pytest.approx(ref[0])
+    assert r["pvalue"] == pytest.approx(ttost_paired(B, A, -1.5, 1.5)[0])
 
 
-# ---------------------------------------------------------------- power
-def test_seeds_for_power_matches_statsmodels():
-    from statsmodels.stats.power import TTestIndPower, TTestPower
-    n = TTestPower().solve_power(effect_size=0.5, alpha=0.05, power=0.8)
-    assert seeds_for_power(0.5) == math.ceil(n) == 34
-    n = TTestIndPower().solve_power(effect_size=0.5, alpha=0.05, power=0.8)
-    assert seeds_for_power(0.5, paired=False) == math.ceil(n) == 64
-    assert seeds_for_power(-0.5, paired=False) == 64
+# ================================================================ properties (hypothesis)
+finite = st.floats(-100, 100, allow_nan=False, allow_infinity=False)
+arm = st.lists(finite, min_size=3, max_size=8)
+alternatives = st.sampled_from(["two-sided", "greater", "less"])
+MIRROR = {"greater": "less", "less": "greater", "two-sided": "two-sided"}
 
 
-def test_seeds_for_power_zero_effect_and_floor():
-    assert seeds_for_power(0.0) == math.inf
-    assert seeds_for_power(10.0) == MIN_SEEDS
-
-
-# ---------------------------------------------------------------- anova
-def test_two_way_anova_matches_statsmodels():
-    import statsmodels.formula.api as smf
-    from statsmodels.stats.anova import anova_lm
-    rng = np.random.default_rng(0)
-    rows = []
-    for lt, dl in (("hard", 0.0), ("soft", 1.0)):
-        for fam, df_ in (("cnn", 0.0), ("vit", 2.0), ("mlp", -1.0)):
-            for s in range(4):
-                rows.append({"label_type": lt, "family": fam, "seed": s,
-                             "value": 70 + dl + df_ + rng.normal(0, 0.5)})
-    df = pd.DataFrame(rows)
-    out = two_way_anova(df)
-    ref = anova_lm(smf.ols("value ~ C(label_type) * C(family)", data=df).fit(), typ=2)
-    assert list(out.index) == ["label_type", "family", "label_type:family", "Residual"]
-    np.testing.assert_allclose(out["F"].values[:3], ref["F"].values[:3])
-    np.testing.assert_allclose(out["PR(>F)"].values[:3], ref["PR(>F)"].values[:3])
-    assert out.loc["Residual", "df"] == 24 - 6
-    assert out.loc["label_type", "PR(>F)"] < 0.001
-
-
-# ---------------------------------------------------------------- properties
-arm = st.lists(st.floats(-100, 100, allow_nan=False, allow_infinity=False),
-               min_size=3, max_size=8)
-
-
-def _spread(x):
-    x = np.asarray(x)
-    return np.ptp(x) > 1e-3
-
-
-@settings(max_examples=40, deadline=None)
-@given(a=arm, b=arm)
-def test_property_unpaired_pvalues_and_swap(a, b):
-    assume(_spread(a) and _spread(b))
-    r = compare_arms(a, b, n_boot=200)
-    s = compare_arms(b, a, n_boot=200)
-    assert 0.0 <= r["pvalue"] <= 1.0
-    assert r["pvalue"] == pytest.approx(s["pvalue"])
-    assert s["diff"] == pytest.approx(-r["diff"], abs=1e-9)
-    assert s["hedges_g"] == pytest.approx(-r["hedges_g"], abs=1e-9)
-    assert r["boot_ci"][0] <= r["boot_ci"][1]
-
-
-@settings(max_examples=40, deadline=None)
-@given(data=st.lists(st.tuples(st.floats(-100, 100), st.floats(-100, 100)),
-                     min_size=3, max_size=8))
-def test_property_paired_pvalues_and_swap(data):
-    a = np.array([x for x, _ in data])
-    b = np.array([y for _, y in data])
-    assume(_spread(b - a))
-    r = compare_arms(a, b, paired=True, n_boot=200)
-    s = compare_arms(b, a, paired=True, n_boot=200)
-    for p in (r["pvalue"], r["wilcoxon"]["pvalue"]):
-        assert 0.0 <= p <= 1.0
-    assert s["diff"] == pytest.approx(-r["diff"], abs=1e-9)
-    assert s["hedges_g"] == pytest.approx(-r["hedges_g"], abs=1e-9)
+def _spread(x, tol=1e-3):
+    return np.ptp(np.asarray(x, dtype=float)) > tol
 
 
 @settings(max_examples=60, deadline=None)
+@given(x=arm, c=st.floats(-50, 50), alternative=alternatives, alpha=st.floats(0.01, 0.2))
+def test_property_mean_test(x, c, alternative, alpha):
+    assume(_spread(x))
+    x = np.array(x)
+    r = mean_test(x, alternative=alternative, alpha=alpha)
+    assert 0.0 <= r.p <= 1.0
+    assert r.ci_low <= r.estimate <= r.ci_high
+    # shifting the data and the null together changes nothing but the estimate
+    s = mean_test(x + c, alternative=alternative, null=c, alpha=alpha)
+    assert s.p == pytest.approx(r.p, rel=1e-6, abs=1e-9)
+    assert s.estimate - c == pytest.approx(r.estimate, abs=1e-9)
+    # negating flips the sign and mirrors the one-sided p
+    m = mean_test(-x, alternative=MIRROR[alternative], alpha=alpha)
+    assert m.estimate == pytest.approx(-r.estimate, abs=1e-12)
+    assert m.p == pytest.approx(r.p, rel=1e-9, abs=1e-12)
+    if alternative != "two-sided":
+        other = mean_test(x, alternative=MIRROR[alternative]).p
+        assert r.p + other == pytest.approx(1.0, abs=1e-9)
+    # the interval excludes the null exactly when the two-sided test rejects at alpha
+    two = mean_test(x, alpha=alpha)
+    if abs(two.p - alpha) > 1e-6:
+        assert (two.p < alpha) == (two.ci_low > 0 or two.ci_high < 0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(a=arm, b=arm, c=st.floats(-50, 50), null=st.floats(-5, 5), alternative=alternatives)
+def test_property_welch(a, b, c, null, alternative):
+    assume(_spread(a) and _spread(b))
+    a, b = np.array(a), np.array(b)
+    r = welch_test(a, b, alternative=alternative, null=null)
+    assert 0.0 <= r.p <= 1.0 and r.ci_low <= r.estimate <= r.ci_high
+    s = welch_test(a + c, b + c, alternative=alternative, null=null)
+    assert s.estimate == pytest.approx(r.estimate, abs=1e-9)
+    assert s.p == pytest.approx(r.p, rel=1e-6, abs=1e-9)
+    w = welch_test(b, a, alternative=MIRROR[alternative], null=-null)
+    assert w.estimate == pytest.approx(-r.estimate, abs=1e-9)
+    assert w.p == pytest.approx(r.p, rel=1e-9, abs=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.lists(st.tuples(finite, finite), min_size=3, max_size=8), c=st.floats(-50, 50),
+       perm_seed=st.integers(0, 1000))
+def test_property_compare_arms_paired(data, c, perm_seed):
+    a = np.array([x for x, _ in data])
+    b = np.array([y for _, y in data])
+    assume(_spread(b - a))
+    seeds = list(range(len(a)))
+    r = compare_arms(a, b, seeds_a=seeds, seeds_b=seeds, n_boot=200)
+    t = r["test"]
+    assert 0.0 <= t.p <= 1.0 and t.ci_low <= t.estimate <= t.ci_high
+    assert 0.0 <= r["wilcoxon_p"] <= 1.0
+    # swapping the arms flips the sign; the two-sided p is unchanged
+    s = compare_arms(b, a, seeds_a=seeds, seeds_b=seeds, n_boot=200)
+    assert s["test"].estimate == pytest.approx(-t.estimate, abs=1e-9)
+    assert s["test"].p == pytest.approx(t.p, rel=1e-9, abs=1e-12)
+    assert s["d_z"] == pytest.approx(-r["d_z"], abs=1e-9)
+    # shifting both arms changes nothing; the order in which seeds are listed changes nothing
+    sh = compare_arms(a + c, b + c, seeds_a=seeds, seeds_b=seeds, n_boot=200)
+    assert sh["test"].p == pytest.approx(t.p, rel=1e-5, abs=1e-9)
+    perm = np.random.default_rng(perm_seed).permutation(len(a))
+    pr = compare_arms(a[perm], b, seeds_a=[seeds[i] for i in perm], seeds_b=seeds, n_boot=200)
+    assert pr["test"].p == pytest.approx(t.p, rel=1e-9, abs=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(3, 7), k=st.integers(2, 5), seed=st.integers(0, 10_000), c=st.floats(-10, 10),
+       alternative=alternatives)
+def test_property_trend_test(n, k, seed, c, alternative):
+    rng = np.random.default_rng(seed)
+    g = rng.normal(0, 1, (n, k))
+    levels = np.sort(rng.choice(np.arange(0, 20), size=k, replace=False)) / 10
+    r = trend_test(g, levels, alternative=alternative)
+    assert 0.0 <= r.p <= 1.0 and r.ci_low <= r.estimate <= r.ci_high
+    # a seed block effect and a common shift of all gaps change nothing
+    blocks = rng.normal(0, 5, (n, 1))
+    s = trend_test(g + blocks + c, levels, alternative=alternative)
+    assert s.estimate == pytest.approx(r.estimate, abs=1e-8)
+    assert s.p == pytest.approx(r.p, rel=1e-6, abs=1e-9)
+    # negating the gaps (swapping arm and reference) flips the sign and mirrors the one-sided p
+    m = trend_test(-g, levels, alternative=MIRROR[alternative])
+    assert m.estimate == pytest.approx(-r.estimate, abs=1e-9)
+    assert m.p == pytest.approx(r.p, rel=1e-8, abs=1e-12)
+    # an affine change of the level scale leaves the change over the range and p unchanged
+    a = trend_test(g, 3 * levels + 7, alternative=alternative)
+    assert a.estimate == pytest.approx(r.estimate, rel=1e-8, abs=1e-10)
+    assert a.p == pytest.approx(r.p, rel=1e-8, abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["paired", "welch", "trend"]), n=st.integers(3, 60),
+       effect=st.floats(0.01, 3), sd=st.floats(0.1, 3), alpha=st.floats(0.005, 0.2), k=st.integers(2, 6))
+def test_property_power_monotone_and_bounded(kind, n, effect, sd, alpha, k):
+    d = Design(kind, k=k, sxx=level_sxx(np.arange(k))) if kind == "trend" else Design(kind)
+    p = float(power_one_sided(d, n, effect, sd, alpha))
+    assert 0.0 <= p <= 1.0
+    assert p >= alpha - 1e-9                               # a positive effect: at least the size
+    assert float(power_one_sided(d, n + 1, effect, sd, alpha)) >= p - 1e-12
+    assert float(power_one_sided(d, n, effect * 1.2, sd, alpha)) >= p - 1e-12
+    assert float(power_one_sided(d, n, effect, sd * 1.2, alpha)) <= p + 1e-12
+
+
+@settings(max_examples=25, deadline=None)
+@given(kind=st.sampled_from(["paired", "welch", "trend"]), effect=st.floats(0.05, 3), sd=st.floats(0.1, 3),
+       alpha=st.floats(0.005, 0.1), power=st.floats(0.5, 0.95))
+def test_property_seeds_needed_is_the_smallest_n(kind, effect, sd, alpha, power):
+    d = Design(kind, k=3, sxx=level_sxx([0, 1, 2])) if kind == "trend" else Design(kind)
+    n = seeds_needed(d, effect, sd, alpha=alpha, power=power)
+    assume(math.isfinite(n))
+    assert n >= MIN_SEEDS and n == int(n)
+    assert float(power_one_sided(d, n, effect, sd, alpha)) >= power
+    if n > MIN_SEEDS:
+        assert float(power_one_sided(d, n - 1, effect, sd, alpha)) < power
+    # a larger SD never needs fewer seeds
+    assert seeds_needed(d, effect, sd * 1.5, alpha=alpha, power=power) >= n
+
+
+@settings(max_examples=50, deadline=None)
+@given(sd=st.floats(1e-4, 100), df=st.integers(1, 200), alpha=st.floats(0.01, 0.3))
+def test_property_sd_upper_bound(sd, df, alpha):
+    up = sd_upper_bound(sd, df, alpha=alpha)
+    assert up >= sd
+    assert sd_upper_bound(sd, df + 1, alpha=alpha) <= up * (1 + 1e-12)   # more df: tighter bound
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=arm, b=arm, paired=st.booleans())
+def test_property_hedges_g(a, b, paired):
+    if paired:
+        m = min(len(a), len(b))
+        a, b = a[:m], b[:m]
+        assume(_spread(np.subtract(b, a)))
+    else:
+        assume(_spread(a) or _spread(b))
+    r = hedges_g(a, b, paired=paired)
+    s = hedges_g(b, a, paired=paired)
+    assert s["g"] == pytest.approx(-r["g"], abs=1e-9)
+    assert r["ci"][0] <= r["g"] <= r["ci"][1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(mean=finite, sd=st.floats(0, 50), n=st.integers(2, 50), conf=st.floats(0.5, 0.99))
+def test_property_t_ci_mean(mean, sd, n, conf):
+    lo, hi = t_ci_mean(mean, sd, n, conf)
+    assert lo <= mean <= hi
+    lo2, hi2 = t_ci_mean(mean, sd, n + 1, conf)
+    assert hi2 - lo2 <= hi - lo + 1e-9
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 1000), n=st.integers(10, 14), c=st.floats(-10, 10))
+def test_property_bca_shift_equivariant(seed, n, c):
+    x = np.random.default_rng(seed).normal(0, 1, n)
+    lo, hi = bca_ci(x, n_boot=300, seed=seed)
+    assert lo <= hi
+    lo2, hi2 = bca_ci(x + c, n_boot=300, seed=seed)
+    assert (lo2 - c, hi2 - c) == pytest.approx((lo, hi), abs=1e-7)
+
+
+@settings(max_examples=25, deadline=None)  # statsmodels' Holm runs gc.collect() on every call
 @given(p=st.lists(st.floats(0, 1), min_size=1, max_size=12))
 def test_property_holm_adjusted_ge_raw_and_monotone(p):
     p = np.array(p)
@@ -355,6 +697,17 @@ def test_property_holm_adjusted_ge_raw_and_monotone(p):
     order = np.argsort(p, kind="stable")
     assert np.all(np.diff(adj[order]) >= -1e-15)
     assert np.array_equal(reject, adj <= 0.05)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 1000), shift=st.floats(-20, 20))
+def test_property_rm_anova_ignores_subject_effects(seed, shift):
+    df = _rm_data(seed)
+    out = rm_anova(df, "value", "seed", ["label_type", "intensity"])
+    assert ((out["Pr > F"] >= 0) & (out["Pr > F"] <= 1)).all()
+    bumped = df.assign(value=df["value"] + shift * df["seed"])   # a constant per subject
+    np.testing.assert_allclose(rm_anova(bumped, "value", "seed", ["label_type", "intensity"])["F Value"],
+                               out["F Value"], rtol=1e-6)
 
 
 @settings(max_examples=30, deadline=None)
