@@ -6,9 +6,10 @@ Builds a realistic results table in a temp folder -- per run: clean metrics, 19 
 severities, per-op accuracy, a predictions.npz of 1,000 test images -- for `arms` x `seeds` runs, with
 one comparison per soft/hard arm pair, Holm families, two ANOVAs, a TOST and three hypotheses. Times:
   * softbench: load_results + analyze (incl. McNemar from every predictions.npz) + write + write_report;
-  * baseline (same run): the bare statistical calls on the same numbers -- scipy ttest_rel, wilcoxon and
-    bootstrap, statsmodels multipletests, mcnemar, ols + anova_lm and ttost_paired -- with no
-    validation, guards, tables or figures.
+  * baseline (same run): the bare statistical calls on the same numbers -- scipy ttest_rel and
+    wilcoxon (plus a BCa bootstrap from 10 seeds up), statsmodels multipletests, mcnemar, AnovaRM,
+    ttost_paired, one-sided ttest_1samp per hypothesis and TTestPower -- with no validation, guards,
+    tables or figures.
 Target: softbench stats + report <= 30 s for 1,000 runs.
 """
 
@@ -75,11 +76,13 @@ def synthetic(root: Path, n_arms: int, seeds: list[int], n_test: int = 1000) -> 
         "equivalence": [{"name": "eq", "arm": names[3], "reference": names[2], "metric": "accuracy",
                          "margin": 0.01}],
         "hypotheses": [
-            {"id": "F1", "statement": "interaction", "kind": "interaction", "anova": "label_x_intensity"},
-            {"id": "F2", "statement": "not better", "kind": "not_better", "arm": names[3], "reference": names[2],
-             "metric": "accuracy", "equivalence": "eq"},
-            {"id": "F3", "statement": "lower", "kind": "lower", "arm": names[1], "reference": names[0],
-             "metric": "corruption_accuracy_mean19"}],
+            {"id": "F1", "statement": "interaction", "kind": "interaction", "metric": "accuracy",
+             "direction": "increasing", "mde": 0.01, "levels": [0.2, 0.8],
+             "pairs": [[names[1], names[0]], [names[5], names[4]]]},
+            {"id": "F2", "statement": "not better", "kind": "non_superiority", "arm": names[3],
+             "reference": names[2], "metric": "accuracy", "mde": 0.01},
+            {"id": "F3", "statement": "lower", "kind": "directional", "direction": "lower", "arm": names[1],
+             "reference": names[0], "metric": "corruption_accuracy_mean19", "mde": 0.01}],
     }
     params = {"grid": "bench", "dataset": "cifar10", "seeds": seeds, "run_arms": names, "arms": arms,
               "reference_comparable": False, "stats": spec}
@@ -89,8 +92,8 @@ def synthetic(root: Path, n_arms: int, seeds: list[int], n_test: int = 1000) -> 
 def baseline(results: pd.DataFrame, params: dict, root: Path, n_boot: int) -> None:
     """The bare library calls behind the same analysis."""
     from scipy import stats as sps
-    from statsmodels.formula.api import ols
-    from statsmodels.stats.anova import anova_lm
+    from statsmodels.stats.anova import AnovaRM
+    from statsmodels.stats.power import TTestPower
     from statsmodels.stats.contingency_tables import mcnemar
     from statsmodels.stats.multitest import multipletests
     from statsmodels.stats.weightstats import ttost_paired
@@ -104,7 +107,8 @@ def baseline(results: pd.DataFrame, params: dict, root: Path, n_boot: int) -> No
             a, b = scalar.loc[c["reference"], metric].to_numpy(), scalar.loc[c["arm"], metric].to_numpy()
             ps.append(sps.ttest_rel(b, a).pvalue)
             sps.wilcoxon(b, a)
-            sps.bootstrap((b - a,), np.mean, n_resamples=n_boot, method="percentile", rng=rng)
+            if len(a) >= 10:
+                sps.bootstrap((b - a,), np.mean, n_resamples=n_boot, method="BCa", rng=rng)
         multipletests(ps, method="holm")
     for c in spec["comparisons"]:
         for s in params["seeds"]:
@@ -116,10 +120,17 @@ def baseline(results: pd.DataFrame, params: dict, root: Path, n_boot: int) -> No
         d = scalar.loc[an["arms"], "accuracy"].reset_index()
         for f in an["factors"]:
             d[f] = d["arm"].map(lambda a, f=f: params["arms"][a]["factors"][f])
-        anova_lm(ols(f"accuracy ~ C({an['factors'][0]}) * C({an['factors'][1]})", data=d).fit(), typ=2)
+        AnovaRM(d.astype({f: str for f in an["factors"]}), depvar="accuracy", subject="seed",
+                within=an["factors"]).fit()
     e = spec["equivalence"][0]
     ttost_paired(scalar.loc[e["arm"], "accuracy"].to_numpy(), scalar.loc[e["reference"], "accuracy"].to_numpy(),
                  -e["margin"], e["margin"])
+    for h in spec["hypotheses"]:
+        pairs = h["pairs"] if h["kind"] == "interaction" else [[h["arm"], h["reference"]]]
+        gaps = [scalar.loc[a, h["metric"]].to_numpy() - scalar.loc[r, h["metric"]].to_numpy() for a, r in pairs]
+        d = gaps[-1] - gaps[0] if len(gaps) == 2 else gaps[0]
+        sps.ttest_1samp(d, 0.0, alternative="greater")
+        TTestPower().power(0.01 / d.std(ddof=1), len(d), 0.05 / 3, alternative="larger")
 
 
 def main() -> None:
