@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -168,6 +169,22 @@ def build_parser() -> argparse.ArgumentParser:
     gu.add_argument("name", help="grid name (see `softbench grid list`)")
     gu.add_argument("--dataset", default=None, help="override the grid's dataset (e.g. paper: cifar100)")
 
+    pl = sub.add_parser(
+        "plan", help="seeds needed per pre-declared hypothesis for the target power at its mde",
+        description="Power planning before the runs: from a pilot's results (the per-seed paired contrasts of "
+                    "each hypothesis in the grid's stats spec), the number of seeds per arm that gives the "
+                    "spec's target power (stats.power) at each hypothesis' declared smallest effect of interest "
+                    "(mde), with the pilot SD and, conservatively, its upper confidence bound; one-sided tests "
+                    "at alpha/m (m = declared hypotheses). Prints the table and writes it as CSV.")
+    pl.add_argument("--results", default="reports/results.csv",
+                    help="pilot results table (default: reports/results.csv, written by `dvc repro`)")
+    pl.add_argument("--params", default="params.yaml",
+                    help="grid whose stats.hypotheses are planned (default: params.yaml)")
+    pl.add_argument("--mde", type=float, default=None,
+                    help="override every hypothesis' mde, in the metric's unit (accuracy is a fraction: "
+                         "0.01 = 1 percentage point)")
+    pl.add_argument("--out", default="reports/stats/plan.csv", help="CSV written (default: reports/stats/plan.csv)")
+
     pre = sub.add_parser("presets", help="print every op x bin confidence under the mapping presets (CSV)")
     pre.add_argument("--num-classes", type=_positive_int("--num-classes", 2), default=10,
                      help="number of classes K (default: 10)")
@@ -176,8 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: errors reported as one line naming the field or file, without a traceback (exit status 2): bad config
+#: or input (ValueError: ConfigError, FileFormatError), a missing or unreadable file (OSError), a run
+#: directory locked by another writer (RunBusyError)
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from harness.runs import RunBusyError
+
+    return (ValueError, OSError, RunBusyError)
+
+
 def _train(args) -> int:
-    from harness.config import ConfigError, load_config
+    from harness.config import load_config
+    from harness.evaluate import EvaluationFailed
     from harness.trainer import TrainingFailed, train
 
     overrides = list(args.overrides)
@@ -186,25 +213,25 @@ def _train(args) -> int:
     try:
         config = load_config(args.config, overrides)
         result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
-    except ConfigError as exc:
-        print(f"softbench train: error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"softbench train: error: {exc}", file=sys.stderr)
-        return 2
-    except TrainingFailed as exc:
+    except (TrainingFailed, EvaluationFailed) as exc:
         print(f"softbench train: run failed: {exc}", file=sys.stderr)
         return 3
+    except _user_errors() as exc:
+        print(f"softbench train: error: {exc}", file=sys.stderr)
+        return 2
     print(f"run {result.status}: {result.run_dir}")
     return 0
 
 
 def _evaluate(args) -> int:
-    from harness.evaluate import evaluate_run
+    from harness.evaluate import EvaluationFailed, evaluate_run
 
     try:
         rows = evaluate_run(args.run_dir, progress=not args.no_progress)
-    except (FileNotFoundError, ValueError) as exc:
+    except EvaluationFailed as exc:
+        print(f"softbench evaluate: run failed: {exc}", file=sys.stderr)
+        return 3
+    except _user_errors() as exc:
         print(f"softbench evaluate: error: {exc}", file=sys.stderr)
         return 2
     for r in rows:
@@ -263,19 +290,17 @@ def _fit_mappings(args) -> int:
 
 
 def _stage(args) -> int:
-    from harness.config import ConfigError
     from harness.stages import run_stage
 
     try:
         run_stage(args.name, params=args.params, arm=args.arm, seed=args.seed, progress=not args.no_progress)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except _user_errors() as exc:
         print(f"softbench stage {args.name}: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
 def _grid(args) -> int:
-    from harness.config import ConfigError
     from harness.grid import list_grids, load_grid, use_grid
     from harness.stages import grid_summary
 
@@ -290,9 +315,29 @@ def _grid(args) -> int:
             grid = use_grid(args.name, dataset=args.dataset)
             print(f"params.yaml now holds grid {grid.name!r} ({grid.dataset}); run `dvc repro`")
             print(grid_summary(grid))
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except _user_errors() as exc:
         print(f"softbench grid: error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """``softbench plan``: seeds per hypothesis from a pilot (harness.analysis.plan)."""
+    from harness.analysis import format_plan, load_results, plan
+    from harness.grid import load_grid
+    from harness.io import atomic_write_text
+
+    try:
+        grid = load_grid(args.params)
+        table = plan(load_results(args.results), grid.stats, mde=args.mde)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"softbench plan: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_plan(table))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, table.to_csv(index=False))
+    print(f"written: {out}")
     return 0
 
 
@@ -324,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, path in files.items():
             print(f"{label:>8}: {path}")
         return 0
+    if args.command == "plan":
+        return _plan(args)
     if args.command == "presets":
         from harness.demo import ta_confidence_table
 

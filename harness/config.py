@@ -25,13 +25,16 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["StageConfig", "TrainConfig", "STAGE_KINDS", "load_config", "apply_overrides", "ConfigError"]
+__all__ = ["StageConfig", "TrainConfig", "STAGE_KINDS", "load_config", "apply_overrides", "ConfigError", "YamlLoader",
+           "load_yaml"]
 
 STAGE_KINDS: tuple[str, ...] = ("flip", "crop", "trivial_augment", "random_erasing", "noise", "soft_crop")
 _HARD_ONLY = ("flip", "crop")
@@ -45,6 +48,26 @@ class ConfigError(ValueError):
     """An invalid configuration value (a ``ValueError`` naming the field)."""
 
 
+class YamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads YAML 1.2 floats without a dot (``1e-3``, ``5E+4``) as numbers.
+
+    PyYAML implements YAML 1.1, where ``1e-3`` is the string ``'1e-3'``; every config, ``--set`` value
+    and grid is read with this loader, so scientific notation is a number everywhere.
+    """
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str):
+    """Parse YAML text with :class:`YamlLoader` (safe; scientific notation reads as a number)."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 -- YamlLoader is a SafeLoader
+
+
 def _fail(field_name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"config field {field_name!r} must be {allowed}, got {value!r}")
 
@@ -55,6 +78,10 @@ def _is_int(v: Any) -> bool:
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_finite(v: Any) -> bool:
+    return _is_num(v) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
@@ -189,16 +216,23 @@ class TrainConfig:
             _fail("model", self.model, f"one of {list(MODELS)}")
         if not isinstance(self.model_kwargs, dict):
             _fail("model_kwargs", self.model_kwargs, "a mapping")
-        for name in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every", "augment_chunk"):
+        allowed_kwargs = sorted(_model_kwargs_allowed(self.model))
+        for key in self.model_kwargs:
+            if key not in allowed_kwargs:
+                _fail(f"model_kwargs.{key}", self.model_kwargs[key],
+                      f"absent: model {self.model!r} accepts the keyword arguments {allowed_kwargs}")
+        for name in ("epochs", "eval_batch_size", "checkpoint_every", "augment_chunk"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 _fail(name, v, "an int >= 1")
-        if not _is_num(self.lr) or not self.lr > 0:
-            _fail("lr", self.lr, "a number > 0")
-        if not _is_num(self.momentum) or not 0 <= self.momentum < 1:
-            _fail("momentum", self.momentum, "a number in [0, 1)")
-        if not _is_num(self.weight_decay) or self.weight_decay < 0:
-            _fail("weight_decay", self.weight_decay, "a number >= 0")
+        if not _is_int(self.batch_size) or self.batch_size < 2:
+            _fail("batch_size", self.batch_size, "an int >= 2 (BatchNorm needs two or more samples per batch)")
+        if not _is_finite(self.lr) or not self.lr > 0:
+            _fail("lr", self.lr, "a finite number > 0")
+        if not _is_finite(self.momentum) or not 0 <= self.momentum < 1:
+            _fail("momentum", self.momentum, "a finite number in [0, 1)")
+        if not _is_finite(self.weight_decay) or self.weight_decay < 0:
+            _fail("weight_decay", self.weight_decay, "a finite number >= 0")
         if self.schedule not in ("cosine", "constant"):
             _fail("schedule", self.schedule, "one of ['cosine', 'constant']")
         if self.combine not in COMBINE:
@@ -206,7 +240,7 @@ class TrainConfig:
         for name in ("nesterov", "reweight", "normalize_weights", "channels_last", "compile", "corruptions"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "true or false")
-        if not _is_num(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+        if not _is_finite(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
             _fail("label_smoothing", self.label_smoothing, "a number in [0, 1)")
         if self.label_smoothing_convention not in LS_CONVENTIONS:
             _fail("label_smoothing_convention", self.label_smoothing_convention, f"one of {list(LS_CONVENTIONS)}")
@@ -252,25 +286,67 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _model_kwargs_allowed(model: str) -> frozenset[str]:
+    """The keyword arguments model ``model`` accepts (the registry's table in :mod:`harness.models`)."""
+    from harness.models import _BUILDERS
+
+    return _BUILDERS[model][1]
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    return "null" if v is None else type(v).__name__
+
+
+#: config fields with sub-fields a dotted ``--set`` key may address
+_NESTED_FIELDS = ("model_kwargs", "augment", "corruption_severities", "op_eval_bins")
+
+
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    """Set ``d[a][b]...[z] = value`` for ``dotted = "a.b...z"``; list items by index. Every step must exist
+    in a list, lead into a mapping (a missing mapping key is created), and the first part must be a
+    config field; anything else is a :class:`ConfigError` naming the path and what is allowed."""
     parts = dotted.split(".")
+    if any(not p for p in parts):
+        raise ConfigError(f"--set {dotted}: the key has an empty part; use dotted field names such as "
+                          "epochs or augment.2.soft")
+    fields = sorted(f.name for f in dataclasses.fields(TrainConfig))
+    if parts[0] not in fields:
+        raise ConfigError(f"--set {dotted}: unknown config field {parts[0]!r}; allowed fields: {fields}")
+    if len(parts) > 1 and parts[0] not in _NESTED_FIELDS:
+        raise ConfigError(f"--set {dotted}: config field {parts[0]!r} has no sub-fields (only "
+                          f"{list(_NESTED_FIELDS)} do); set {parts[0]}=VALUE")
     cur: Any = d
-    for i, p in enumerate(parts[:-1]):
+    for i, p in enumerate(parts):
+        here = ".".join(parts[:i + 1])
+        last = i == len(parts) - 1
         if isinstance(cur, list):
             if not p.isdigit() or int(p) >= len(cur):
-                raise ConfigError(f"--set {dotted}: {'.'.join(parts[:i + 1])!r} is not a valid list index")
-            cur = cur[int(p)]
-        else:
+                allowed = f"indices 0..{len(cur) - 1}" if cur else "none (the list is empty)"
+                raise ConfigError(f"--set {dotted}: {here!r} is not a valid list index; allowed: {allowed}")
+            j = int(p)
+            if last:
+                cur[j] = value
+                return
+            if parts[0] == "augment" and i == 1 and isinstance(cur[j], str):
+                cur[j] = {"kind": cur[j]}  # a stage given by its kind gets its sub-fields
+            cur = cur[j]
+        elif isinstance(cur, dict):
+            if last:
+                cur[p] = value
+                return
             if p not in cur or cur[p] is None:
                 cur[p] = {}
             cur = cur[p]
-    last = parts[-1]
-    if isinstance(cur, list):
-        if not last.isdigit() or int(last) >= len(cur):
-            raise ConfigError(f"--set {dotted}: {last!r} is not a valid list index")
-        cur[int(last)] = value
-    else:
-        cur[last] = value
+        else:
+            parent = ".".join(parts[:i])
+            raise ConfigError(f"--set {dotted}: {parent!r} is {_kind(cur)} ({cur!r}) and has no sub-field {p!r}; "
+                              f"set {parent}=VALUE instead")
 
 
 def apply_overrides(d: dict, overrides: list[str] | tuple[str, ...]) -> dict:
@@ -284,7 +360,7 @@ def apply_overrides(d: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         if not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from None
         _set_dotted(out, key, value)
@@ -292,16 +368,25 @@ def apply_overrides(d: dict, overrides: list[str] | tuple[str, ...]) -> dict:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a YAML config (or start from the defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML config (or start from the defaults when ``path`` is None) and apply overrides.
+
+    Every error is a :class:`ConfigError` naming the file (and the ``--set`` overrides) and the field."""
     d: dict = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
+            raise ConfigError(f"config file not found: {p}" + (" (it is a directory)" if p.is_dir() else ""))
         try:
-            d = yaml.safe_load(p.read_text()) or {}
+            d = load_yaml(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {p} cannot be read: {exc}") from None
         if not isinstance(d, dict):
             raise ConfigError(f"config file {p} must hold a mapping of fields, got {type(d).__name__}")
-    return TrainConfig.from_dict(apply_overrides(d, list(overrides)))
+    try:
+        return TrainConfig.from_dict(apply_overrides(d, list(overrides)))
+    except ConfigError as exc:
+        if path is None:
+            raise
+        raise ConfigError(f"config file {path}: {exc}") from None

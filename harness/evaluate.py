@@ -26,6 +26,7 @@ all 19 (the reference paper's "robust accuracy"), each corruption averaged over 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.config import TrainConfig, load_config
-from harness.runs import read_status, save_npz, write_json, write_status
+from harness.runs import check_run_dir_path, read_status, run_lock, save_npz, write_json, write_status
 
 __all__ = ["evaluate_run", "predict_probs", "stratified_indices", "corruption_subset", "EvaluationFailed"]
 
@@ -126,13 +127,23 @@ def _op_accuracy_rows(model, images: torch.Tensor, y: np.ndarray, k: int, bins, 
 def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainConfig | None = None,
                  device: torch.device | None = None, out_dir: str | Path | None = None) -> list[dict]:
     """Evaluate ``run_dir/model.pt``; write metrics, predictions and status to ``out_dir`` (default
-    ``run_dir``; see the module doc)."""
+    ``run_dir``; see the module doc). Holds the lock of ``run_dir`` (and of ``out_dir``) throughout:
+    another process writing either raises :class:`~harness.runs.RunBusyError`."""
+    run_dir = Path(run_dir)
+    out_dir = run_dir if out_dir is None else check_run_dir_path(out_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"evaluate: run directory {run_dir} does not exist")
+    with run_lock(run_dir, command="evaluate"), (
+            run_lock(out_dir, command="evaluate") if out_dir != run_dir else contextlib.nullcontext()):
+        return _evaluate_locked(run_dir, out_dir, progress=progress, config=config, device=device)
+
+
+def _evaluate_locked(run_dir: Path, out_dir: Path, *, progress: bool, config: TrainConfig | None,
+                     device: torch.device | None) -> list[dict]:
     from harness import metrics as M
     from harness.datasets import load_dataset
     from harness.trainer import load_run_model, resolve_device
 
-    run_dir = Path(run_dir)
-    out_dir = run_dir if out_dir is None else Path(out_dir)
     if not (run_dir / "model.pt").is_file():
         raise FileNotFoundError(f"evaluate: no trained model at {run_dir / 'model.pt'} "
                                 f"(status: {read_status(run_dir)['status']})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import mappings
 from harness.augment import (
     BatchSoftAugment,
@@ -13,7 +15,24 @@ from harness.augment import (
 from harness.augment.basic import BatchRandomCrop, BatchRandomHorizontalFlip
 from harness.config import ConfigError, StageConfig
 
-__all__ = ["build_stage", "build_pipeline"]
+__all__ = ["build_stage", "build_pipeline", "stage_params_allowed"]
+
+#: the class each stage kind builds; its constructor's keyword arguments are the kind's ``params``
+_CLASSES = {"flip": BatchRandomHorizontalFlip, "crop": BatchRandomCrop, "trivial_augment": BatchSoftAugment,
+            "random_erasing": BatchSoftRandomErasing, "noise": BatchSoftNoise, "soft_crop": BatchSoftRandomCrop}
+_NOT_PARAMS = {"self", "num_classes", "mapping", "hard"}  # set from the stage's other fields
+
+
+def stage_params_allowed(kind: str) -> list[str]:
+    """The ``params`` a stage ``kind`` accepts: its class's constructor arguments (sorted)."""
+    sig = inspect.signature(_CLASSES[kind].__init__)
+    return sorted(n for n, p in sig.parameters.items()
+                  if n not in _NOT_PARAMS and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+
+def _as_tuple(value):
+    """Lists (YAML sequences) become tuples; anything else is passed on for the stage to reject."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _mapping(stage: StageConfig, where: str):
@@ -21,6 +40,8 @@ def _mapping(stage: StageConfig, where: str):
         return None
     try:
         return mappings.from_dict(stage.mapping)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config field {where}.mapping is not a valid mapping: {exc}") from None
 
@@ -29,6 +50,12 @@ def build_stage(stage: StageConfig, num_classes: int, where: str = "augment[?]")
     """One batched stage from its config (parameters are validated by the stage constructors)."""
     params = dict(stage.params)
     hard = not stage.soft
+    if stage.kind in _CLASSES:
+        allowed = stage_params_allowed(stage.kind)
+        for key in params:
+            if key not in allowed:
+                raise ConfigError(f"config field {where}.params.{key} must be absent: stage {stage.kind!r} "
+                                  f"accepts the params {allowed}, got {params[key]!r}")
     try:
         if stage.kind == "flip":
             return BatchRandomHorizontalFlip(**params)
@@ -36,28 +63,29 @@ def build_stage(stage: StageConfig, num_classes: int, where: str = "augment[?]")
             return BatchRandomCrop(**params)
         if stage.kind == "trivial_augment":
             mapping = stage.mapping if isinstance(stage.mapping, str) else _mapping(stage, where)
+            if isinstance(mapping, str) and mapping not in mappings.PRESETS:
+                raise ConfigError(f"config field {where}.mapping must be one of the presets {list(mappings.PRESETS)} "
+                                  f"or a mapping dict, got {mapping!r}")
             if mapping is None:
                 mapping = "polynomial_chance"
-            if "ops" in params and params["ops"] is not None:
-                params["ops"] = tuple(params["ops"])
+            if "ops" in params:
+                params["ops"] = _as_tuple(params["ops"])
             return BatchSoftAugment(num_classes, mapping=mapping, hard=hard, **params)
         if stage.kind == "random_erasing":
             for key in ("scale", "ratio"):
                 if key in params:
-                    params[key] = tuple(params[key])
+                    params[key] = _as_tuple(params[key])
             return BatchSoftRandomErasing(num_classes, mapping=_mapping(stage, where), hard=hard, **params)
         if stage.kind == "noise":
             return BatchSoftNoise(num_classes, mapping=_mapping(stage, where), hard=hard, **params)
         if stage.kind == "soft_crop":
-            if isinstance(params.get("background"), list):
-                params["background"] = tuple(params["background"])
+            if "background" in params:
+                params["background"] = _as_tuple(params["background"])
             return BatchSoftRandomCrop(num_classes, mapping=_mapping(stage, where), hard=hard, **params)
-    except TypeError as exc:
-        if "unexpected keyword" in str(exc) or "got an unexpected" in str(exc):
-            raise ConfigError(f"config field {where}.params: {exc}") from None
-        raise ConfigError(f"config field {where}: {exc}") from None
-    except ValueError as exc:
-        raise ConfigError(f"config field {where}: {exc}") from None
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config field {where}.params: {exc}") from None
     raise ConfigError(f"config field {where}.kind has no builder: {stage.kind!r}")  # pragma: no cover
 
 

@@ -14,9 +14,9 @@ format; ``"fp32"`` disables autocast. The loss is always computed in float32.
 
 from __future__ import annotations
 
-import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +26,27 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.config import ConfigError, TrainConfig
-from harness.io import atomic_write_text, provenance
+from harness.io import FileFormatError, atomic_write_text, bad_file, provenance, read_json
 from harness.loss import label_smoothing_targets_other, label_smoothing_targets_uniform, soft_cross_entropy
 from harness.pipeline_builder import build_pipeline
-from harness.runs import read_status, save_torch, write_json, write_status
+from harness.runs import (
+    RESULT_FILES,
+    check_run_dir_path,
+    load_torch,
+    read_status,
+    run_lock,
+    save_torch,
+    write_json,
+    write_status,
+)
 from harness.targets import soft_targets
 
-__all__ = ["train", "resolve_device", "build_run_model", "load_run_model", "TrainingFailed", "TrainResult"]
+__all__ = ["train", "resolve_device", "build_run_model", "load_run_model", "check_buildable", "TrainingFailed",
+           "TrainResult", "CHECKPOINT_KEYS"]
+
+#: what every checkpoint holds (a file without them is not a checkpoint this trainer can resume)
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "order_gen", "aug_gen", "torch_rng", "epoch", "log",
+                   "training_hash")
 
 
 class TrainingFailed(RuntimeError):
@@ -64,12 +78,29 @@ def build_run_model(config: TrainConfig, num_classes: int, in_channels: int, ima
     return model.to(memory_format=torch.channels_last) if config.channels_last else model
 
 
+def check_buildable(config: TrainConfig) -> None:
+    """Build ``config``'s augmentation pipeline and model once on the CPU (at the dataset's nominal size),
+    so that a bad ``model_kwargs`` value or stage is a :class:`ConfigError` before any file is written.
+    The global RNG state is left as it was."""
+    from harness.datasets import DATASET_SPECS
+
+    spec = DATASET_SPECS[config.dataset]
+    build_pipeline(config.augment, spec.num_classes, config.combine)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            build_run_model(config, spec.num_classes, 3, spec.image_size)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"config field 'model_kwargs' ({config.model_kwargs!r}) does not build model "
+                              f"{config.model!r}: {exc}") from None
+
+
 def load_run_model(run_dir: str | Path, device: torch.device | str = "auto",
                    config: TrainConfig | None = None) -> torch.nn.Module:
     """The trained model of ``run_dir`` (``model.pt``) in eval mode on ``device``.
 
     The model's input shape and class count come from the run's ``provenance.json``
     (``model_input``), i.e. from the data it was trained on, not from a dataset's nominal size.
+    A missing, corrupt or mismatching file is an error naming it (:class:`~harness.io.FileFormatError`).
     """
     from harness.config import load_config
 
@@ -79,9 +110,21 @@ def load_run_model(run_dir: str | Path, device: torch.device | str = "auto",
         raise FileNotFoundError(f"no trained model at {weights} (status: {read_status(run_dir)['status']})")
     config = config or load_config(run_dir / "config.yaml")
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    shape = json.loads((run_dir / "provenance.json").read_text())["model_input"]
+    hint = (f"rerun training with --resume (rewrites model.pt from the last checkpoint), or delete {run_dir} "
+            "and train it again")
+    prov_path = run_dir / "provenance.json"
+    expected = "the run's provenance (a JSON object with model_input {num_classes, in_channels, image_size})"
+    shape = read_json(prov_path, expected, hint=hint).get("model_input")
+    if not isinstance(shape, dict) or any(not isinstance(shape.get(k), int)
+                                          for k in ("num_classes", "in_channels", "image_size")):
+        raise bad_file(prov_path, expected, f"its model_input is {shape!r}", hint)
     model = build_run_model(config, shape["num_classes"], shape["in_channels"], shape["image_size"])
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    state = load_torch(weights, "trained model weights (a state_dict written by softbench train)", hint=hint)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError, KeyError) as exc:
+        raise bad_file(weights, f"the weights of model {config.model!r} as configured in config.yaml",
+                       f"they do not fit it ({str(exc).splitlines()[0]})", hint) from None
     return model.to(device).eval()
 
 
@@ -126,43 +169,95 @@ def train(
     evaluate: bool = True,
     stop_after_epochs: int | None = None,
     nan_at_step: int | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Train ``config`` into ``run_dir`` and (by default) evaluate it.
+    """Train ``config`` into ``run_dir`` and (by default) evaluate it, holding the run's lock throughout.
 
     Args:
         config: a validated :class:`TrainConfig`.
-        run_dir: output folder; must not hold a complete or running run unless ``resume``.
+        run_dir: output folder; must not hold a run's results (checkpoint, model, metrics) unless
+            ``resume``. A directory without results (a run killed before its first checkpoint) is
+            started afresh.
         resume: continue from ``run_dir/checkpoint.pt``; the checkpoint's training config must
-            match ``config`` exactly (else ``ConfigError``, nothing written).
+            match ``config`` exactly (else ``ConfigError``, nothing written). A run that was started
+            but killed before its first checkpoint is started afresh.
         progress: show a tqdm progress bar.
         evaluate: run :func:`harness.evaluate.evaluate_run` after training.
         stop_after_epochs: testing aid that simulates an interruption after that many epochs
             (the run stays ``running`` with a checkpoint).
         nan_at_step: testing aid that injects a NaN loss at that global step.
-    """
-    from harness.datasets import load_dataset
+        extra_files: ``{name: text}`` written (atomically) into the run directory under the lock before
+            training starts (the pipeline's ``train_stamp.json``).
 
-    run_dir = Path(run_dir)
+    Raises:
+        ConfigError: the run directory holds another run, or nothing to resume, or the config does
+            not build; nothing is written.
+        RunBusyError: another process holds the run directory's lock.
+        FileFormatError: the checkpoint to resume from cannot be read (the message names it).
+        TrainingFailed: a non-finite loss (the run is marked failed on disk).
+    """
+    run_dir = check_run_dir_path(run_dir)
     ckpt_path = run_dir / "checkpoint.pt"
-    status = read_status(run_dir)["status"]
+    if resume and not run_dir.is_dir():
+        raise ConfigError(f"--resume: no checkpoint at {ckpt_path}: {run_dir} does not exist; "
+                          "run without --resume to start the run")
+    check_buildable(config)
+    with run_lock(run_dir, command=f"train (seed {config.seed})"):
+        ckpt = _start_state(config, run_dir, resume)
+        return _train_locked(config, run_dir, ckpt, progress=progress, evaluate=evaluate,
+                             stop_after_epochs=stop_after_epochs, nan_at_step=nan_at_step,
+                             extra_files=extra_files or {})
+
+
+def _start_state(config: TrainConfig, run_dir: Path, resume: bool) -> dict | None:
+    """Under the run's lock: the checkpoint to resume from (None: start afresh), or a ConfigError."""
+    ckpt_path = run_dir / "checkpoint.pt"
+    results = [name for name in RESULT_FILES if (run_dir / name).exists()]
     if resume:
-        if not ckpt_path.is_file():
-            raise ConfigError(f"--resume: no checkpoint at {ckpt_path}")
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["training_hash"] != config.training_hash():
-            raise ConfigError(
-                f"--resume: the config differs from the one that wrote {ckpt_path} "
-                f"(training hash {config.training_hash()} != {ckpt['training_hash']}); "
-                "resume with the original config or start a new run directory"
-            )
+        if ckpt_path.exists():
+            ckpt = load_torch(ckpt_path, "a training checkpoint written by softbench train", keys=CHECKPOINT_KEYS,
+                              hint=f"the run cannot be resumed from it: delete {run_dir} and train it again")
+            if ckpt["training_hash"] != config.training_hash():
+                raise ConfigError(
+                    f"--resume: the config differs from the one that wrote {ckpt_path} "
+                    f"(training hash {config.training_hash()} != {ckpt['training_hash']}); "
+                    "resume with the original config or start a new run directory"
+                )
+            return ckpt
+        if results:
+            raise ConfigError(f"--resume: no checkpoint at {ckpt_path}, but {run_dir} holds results ({results}) "
+                              "that a resume cannot rebuild; choose another --out or delete the run")
+        if not ((run_dir / "status.json").exists() or (run_dir / "config.yaml").exists()):
+            raise ConfigError(f"--resume: no checkpoint at {ckpt_path}: {run_dir} holds no run to resume; "
+                              "run without --resume to start one")
+        _log(f"{run_dir}: the run stopped before its first checkpoint; starting it afresh")
     else:
-        if status in ("running", "complete") or ckpt_path.exists():
+        try:
+            status = read_status(run_dir)["status"]
+        except FileFormatError as exc:
+            status = f"unreadable: {exc}"
+        if results or status == "complete":
             raise ConfigError(
-                f"run directory {run_dir} already holds a run (status {status!r}); "
+                f"run directory {run_dir} already holds a run (status {status!r}; results {results}); "
                 "use --resume to continue it or choose another --out"
             )
-        ckpt = None
+        if status != "missing":
+            _log(f"{run_dir}: the run stopped before its first checkpoint (status {status!r}); starting afresh")
+    for name in ("epochs.csv", "status.json"):  # a killed attempt's log and status (no results)
+        (run_dir / name).unlink(missing_ok=True)
+    return None
 
+
+def _log(msg: str) -> None:
+    print(f"[softbench train] {msg}", file=sys.stderr, flush=True)
+
+
+def _train_locked(config: TrainConfig, run_dir: Path, ckpt: dict | None, *, progress: bool, evaluate: bool,
+                  stop_after_epochs: int | None, nan_at_step: int | None, extra_files: dict[str, str]
+                  ) -> TrainResult:
+    from harness.datasets import load_dataset
+
+    ckpt_path = run_dir / "checkpoint.pt"
     device = resolve_device(config.device)
     _seed_everything(config.seed)
     train_set, _test_set = load_dataset(config.dataset, source=config.data_source)
@@ -180,23 +275,29 @@ def train(
     aug_gen = torch.Generator().manual_seed(config.seed + 1_000_003)
     step_model = torch.compile(model) if config.compile else model
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     start_epoch = 0
     log_rows: list[dict] = []
     timings = {"train_s": 0.0}
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        order_gen.set_state(ckpt["order_gen"])
-        aug_gen.set_state(ckpt["aug_gen"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ckpt["cuda_rng"])
+        try:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            order_gen.set_state(ckpt["order_gen"])
+            aug_gen.set_state(ckpt["aug_gen"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(ckpt["cuda_rng"])
+        except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+            raise bad_file(ckpt_path, "a training checkpoint of this run's model and optimiser",
+                           f"its state does not fit ({str(exc).splitlines()[0]})",
+                           f"the run cannot be resumed from it: delete {run_dir} and train it again") from None
         start_epoch = ckpt["epoch"]
         log_rows = ckpt["log"]
         timings = ckpt.get("timings", timings)
 
+    for name, text in extra_files.items():
+        atomic_write_text(run_dir / name, text)
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
     prov = provenance(config=config.as_dict(), seed=config.seed)
     prov.update({"device": str(device), "precision": "fp32" if config.precision == "fp32" else "bf16-autocast",
