@@ -705,3 +705,304 @@ def test_hypothesis_gap_rows():
     np.testing.assert_allclose(f3.sort_values("seed")["value"], -contrast, atol=1e-12)
 
 
+# ====================================================================== McNemar
+def test_mcnemar_counts_from_predictions_loader():
+    labels = np.arange(60) % 10
+    ref_correct = np.zeros(60, bool)
+    ref_correct[:40] = True
+    arm_correct = ref_correct.copy()
+    arm_correct[:7] = False        # b: reference right, arm wrong -> 7
+    arm_correct[40:43] = True      # c: reference wrong, arm right -> 3
+
+    def preds(correct):
+        return {"labels": labels, "clean": np.where(correct, labels, (labels + 1) % 10).astype(np.int16)}
+
+    store = {}
+    for s in SEEDS:
+        store[f"runs/re_hard-s{s}"] = preds(ref_correct)
+        store[f"runs/re_soft-s{s}"] = preds(arm_correct)
+    store["runs/re_soft-s3"] = {"labels": labels[:50], "clean": labels[:50]}  # other test-set length
+    del store["runs/re_soft-s4"]                                           # predictions absent
+
+    def loader(run_dir):
+        if run_dir not in store:
+            raise FileNotFoundError(run_dir)
+        return store[run_dir]
+
+    res = make_results({"re_hard": BASE, "re_soft": BASE + SHIFT})
+    out = analyze(res, spec(comparisons=[comp("re", "re_soft", "re_hard")]), predictions_loader=loader)
+    m = out.mcnemar.set_index("seed")
+    assert list(out.mcnemar.columns) == COLUMNS["mcnemar"]
+    ref = hs.mcnemar_test(ref_correct, arm_correct)
+    for s in (0, 1, 2):
+        assert (m.loc[s, "n"], m.loc[s, "b"], m.loc[s, "c"]) == (60, 7, 3)
+        assert m.loc[s, "p"] == pytest.approx(ref["pvalue"]) and m.loc[s, "method"] == "exact binomial"
+    assert m.loc[3, "method"].startswith("skipped") and "differ" in m.loc[3, "method"]
+    assert m.loc[4, "method"].startswith("skipped") and "unavailable" in m.loc[4, "method"]
+    assert pd.isna(m.loc[4, "b"]) and math.isnan(m.loc[4, "p"])
+    assert out.meta["counts"]["mcnemar_tests"] == 3 and out.meta["counts"]["mcnemar_skipped"] == 2
+    assert any("mcnemar skipped" in g for g in out.meta["guards"])
+
+
+
+# ====================================================================== spec validation
+_OK_C = comp("re", "re_soft", "re_hard")
+
+
+def _h(base, **kw):
+    return {"hypotheses": [{**base, **kw}]}
+
+
+def _without(base, key):
+    return {"hypotheses": [{k: v for k, v in base.items() if k != key}]}
+
+
+@pytest.mark.parametrize("sp, arms, match", [
+    ({"alpha": 1.5}, None, r"stats\.alpha: got 1\.5; expected a number in \(0, 1\)"),
+    ({"power": 1.0}, None, r"stats\.power: got 1\.0; expected a number in \(0, 1\)"),
+    ({"n_boot": 50}, None, r"stats\.n_boot: got 50; expected an integer >= 100"),
+    ({"n_boot": True}, None, r"stats\.n_boot: got True"),
+    ({"bogus": 1}, None, r"stats\.bogus: unknown key 'bogus'; allowed keys: alpha"),
+    ({"metrics": ["accuracy", "acc"]}, None, r"stats\.metrics\[1\]: got 'acc'; allowed metrics: accuracy"),
+    ({"comparisons": [_OK_C, _OK_C | {"family": "x"}, comp("re", "re_soft", "nope")]}, ARMS_CFG,
+     r"stats\.comparisons\[2\]\.reference: got 'nope'; not an arm of params\.yaml `arms`"),
+    ({"comparisons": [_OK_C | {"extra": 1}]}, None, r"stats\.comparisons\[0\]\.extra: unknown key"),
+    ({"comparisons": [{"family": "re", "arm": "a"}]}, None, r"stats\.comparisons\[0\]\.reference: missing"),
+    ({"comparisons": [comp("re", "a", "a")]}, None, r"stats\.comparisons\[0\]\.reference: got 'a'"),
+    ({"equivalence": [{"name": "e", "arm": "a", "reference": "b", "metric": "accuracy", "margin": 0}]},
+     None, r"stats\.equivalence\[0\]\.margin: got 0; expected a finite number > 0"),
+    ({"equivalence": [{"name": "e", "arm": "a", "reference": "b", "metric": "accuracy", "margin": 1.0}]},
+     None, r"stats\.equivalence\[0\]\.margin: got 1\.0; accuracy is a fraction .*0\.01"),
+    ({"anova": [{"name": "x", "metric": "accuracy", "arms": ["re_hard", "re_soft", "ta_hard"],
+                 "factors": ["label_type", "family"]}]}, ARMS_CFG,
+     r"stats\.anova\[0\]\.arms: got .*must cross label_type x family"),
+    ({"anova": [{"name": "x", "metric": "accuracy", "arms": ["re_hard", "re_soft"],
+                 "factors": ["label_type", "intensity"]}]}, ARMS_CFG,
+     r"stats\.anova\[0\]\.arms\[0\]: got 're_hard'; arm declares no factor 'intensity'"),
+    ({"anova": [{"name": "x", "metric": "accuracy", "arms": ["a", "b"], "factors": ["f"]}]}, None,
+     r"stats\.anova\[0\]\.factors: got \['f'\]; expected exactly 2"),
+    # hypotheses: kind
+    ({"hypotheses": [{"id": "F1", "statement": "s", "kind": "maybe"}]}, None,
+     r"stats\.hypotheses\[0\]\.kind: got 'maybe'; allowed kinds: interaction, directional, non_superiority"),
+    (_h(H_NS, kind="not_better"), None,
+     r"stats\.hypotheses\[0\]\.kind: got 'not_better'; allowed kinds: interaction, directional, non_superiority"),
+    (_without(H_DIR, "kind"), None, r"stats\.hypotheses\[0\]\.kind: got None; allowed kinds"),
+    ({"hypotheses": ["F1"]}, None, r"stats\.hypotheses\[0\]: got 'F1'; expected a mapping"),
+    # mde: in the metric's unit, fractions for accuracy
+    (_h(H_DIR, mde=1.0), None,
+     r"stats\.hypotheses\[0\]\.mde: got 1\.0; accuracy is a fraction in \[0, 1\]: expected at most 0\.5 "
+     r"\(write 1 percentage point as 0\.01\)"),
+    (_h(H_INT, mde=2), None, r"stats\.hypotheses\[0\]\.mde: got 2; accuracy is a fraction"),
+    (_h(H_NS, mde=0), None, r"stats\.hypotheses\[0\]\.mde: got 0; expected a finite number > 0 in the "
+                            r"metric's unit \(fractions for accuracies and ECE: 0\.01 = 1 percentage point\)"),
+    (_h(H_NS, mde=-0.01), None, r"stats\.hypotheses\[0\]\.mde: got -0\.01; expected a finite number > 0"),
+    (_h(H_NS, mde=float("nan")), None, r"stats\.hypotheses\[0\]\.mde: got nan; expected a finite number > 0"),
+    (_h(H_NS, mde="1pp"), None, r"stats\.hypotheses\[0\]\.mde: got '1pp'; expected a finite number > 0"),
+    (_h(H_NS, mde=True), None, r"stats\.hypotheses\[0\]\.mde: got True; expected a finite number > 0"),
+    (_without(H_DIR, "mde"), None, r"stats\.hypotheses\[0\]\.mde: missing; required keys: id, statement"),
+    (_h(H_DIR, metric="top1"), None, r"stats\.hypotheses\[0\]\.metric: got 'top1'; allowed metrics: accuracy"),
+    # direction per kind
+    (_h(H_INT, direction="higher"), None,
+     r"stats\.hypotheses\[0\]\.direction: got 'higher'; allowed for kind interaction: increasing, decreasing"),
+    (_h(H_DIR, direction="increasing"), None,
+     r"stats\.hypotheses\[0\]\.direction: got 'increasing'; allowed for kind directional: higher, lower"),
+    (_without(H_DIR, "direction"), None, r"stats\.hypotheses\[0\]\.direction: missing"),
+    (_h(H_NS, direction="lower"), None,
+     r"stats\.hypotheses\[0\]\.direction: unknown key 'direction'; allowed keys: id, statement, kind, arm, "
+     r"reference, metric, mde"),
+    # old keys are gone
+    (_h(H_INT, anova="ax"), None, r"stats\.hypotheses\[0\]\.anova: unknown key 'anova'"),
+    (_h(H_NS, equivalence="e"), None, r"stats\.hypotheses\[0\]\.equivalence: unknown key"),
+    # pairs shape
+    (_h(H_INT, pairs=[["re_soft_low", "re_hard_low"]], levels=[0.1]), None,
+     r"stats\.hypotheses\[0\]\.pairs: got \[\['re_soft_low', 're_hard_low'\]\]; expected a list of >= 2 "
+     r"\[arm, reference\] pairs, ordered from the lowest to the highest level"),
+    (_h(H_INT, pairs="re_soft_low"), None, r"stats\.hypotheses\[0\]\.pairs: got 're_soft_low'; expected a list"),
+    (_h(H_INT, pairs=[["re_soft_low", "re_hard_low"], ["re_soft_high", "re_hard_high", "x"]]), None,
+     r"stats\.hypotheses\[0\]\.pairs\[1\]: got \['re_soft_high', 're_hard_high', 'x'\]; expected \[arm, reference\]"),
+    (_h(H_INT, pairs=[["re_soft_low", "re_hard_low"], ["re_soft_high", "re_soft_high"]]), None,
+     r"stats\.hypotheses\[0\]\.pairs\[1\]\[1\]: got 're_soft_high'; the reference must differ"),
+    (_h(H_INT, pairs=[["re_soft_low", "re_hard_low"], ["re_soft_high", "re_hard_low"]]), None,
+     r"stats\.hypotheses\[0\]\.pairs\[1\]\[1\]: got 're_hard_low'; each arm may appear in one pair only"),
+    (_h(H_INT, pairs=[["re_soft", "re_hard"], ["ta_soft", "ghost"]], levels=None), ARMS_CFG,
+     r"stats\.hypotheses\[0\]\.pairs\[1\]\[1\]: got 'ghost'; not an arm of params\.yaml `arms`"),
+    # levels
+    (_h(H_INT, levels=[0.8, 0.1]), None,
+     r"stats\.hypotheses\[0\]\.levels: got \[0\.8, 0\.1\]; expected 2 finite, strictly increasing numbers"),
+    (_h(H_INT, levels=[0.1, 0.1]), None, r"stats\.hypotheses\[0\]\.levels: got \[0\.1, 0\.1\]; expected 2 finite"),
+    (_h(H_INT, levels=[0.1, 0.5, 0.8]), None, r"stats\.hypotheses\[0\]\.levels: got \[0\.1, 0\.5, 0\.8\]; expected 2"),
+    (_h(H_INT, levels=["low", "high"]), None, r"stats\.hypotheses\[0\]\.levels: got \['low', 'high'\]"),
+    # arms
+    (_h(H_DIR, reference="ghost"), ARMS_CFG, r"stats\.hypotheses\[0\]\.reference: got 'ghost'; not an arm"),
+    (_h(H_DIR, reference="soft_crop"), None, r"stats\.hypotheses\[0\]\.reference: got 'soft_crop'; the "
+                                             r"reference must differ from the arm"),
+    ({"hypotheses": [H_DIR, H_DIR]}, None, r"stats\.hypotheses\[1\]\.id: got 'F3'; hypothesis ids must be unique"),
+    ([1, 2], None, r"stats: got \[1, 2\]; expected a mapping"),
+])
+def test_validate_stats_spec_errors_name_field_value_and_what_is_allowed(sp, arms, match):
+    with pytest.raises(ValueError, match=match):
+        validate_stats_spec(sp, arms)
+
+
+def test_validate_stats_spec_defaults_levels_and_no_mutation():
+    out = validate_stats_spec(None)
+    assert out == {"alpha": 0.05, "n_boot": 2000, "bootstrap_seed": 0, "power": 0.8,
+                   "metrics": ["accuracy", "corruption_accuracy_mean15", "corruption_accuracy_mean19", "ece"],
+                   "comparisons": [], "anova": [], "equivalence": [], "hypotheses": []}
+    sp = {"hypotheses": [{k: v for k, v in H_INT.items() if k != "levels"}, H_NS, H_DIR, H_TREND,
+                         dict(H_DIR, id="nll", metric="nll", mde=2.0)]}   # not a fraction: 2 nats is fine
+    before = json.dumps(sp, sort_keys=True)
+    full = validate_stats_spec(sp, {a: {"factors": f} for a, f in HFACTORS.items()})
+    assert json.dumps(sp, sort_keys=True) == before
+    h = full["hypotheses"]
+    assert h[0]["levels"] == [0.0, 1.0] and h[3]["levels"] == TREND_LEVELS
+    assert "direction" not in h[1] and h[2]["direction"] == "lower" and h[4]["mde"] == 2.0
+    with pytest.raises(ValueError, match=r"stats\.alpha"):
+        analyze(make_results({"re_hard": BASE}), {"alpha": 0})  # analyze validates at the edge
+
+
+@pytest.mark.parametrize("grid", ["quick", "cifar10-cpu", "paper"])
+def test_the_grids_stats_specs_validate(grid):
+    raw = yaml.safe_load((ROOT / "grids" / f"{grid}.yaml").read_text())
+    out = validate_stats_spec(raw["stats"], raw["arms"])
+    kinds = {h["kind"] for h in out["hypotheses"]}
+    assert out["hypotheses"] and kinds <= {"interaction", "directional", "non_superiority"}
+    assert all(0 < h["mde"] <= 0.5 for h in out["hypotheses"])   # all on fraction metrics here
+
+
+# ====================================================================== plan
+def _pilot(n=20, seed=0):
+    rng = np.random.default_rng(seed)
+    subj = rng.normal(0, 0.01, n)
+    vals = {a: 0.8 + subj + rng.normal(0, 0.004, n)
+            for a in ("re_hard_low", "re_soft_low", "re_hard_high", "re_soft_high", "ta_hard", "ta_soft",
+                      "baseline", "soft_crop", *(f"re_{lt}_l{j}" for lt in ("hard", "soft") for j in range(4)))}
+    return vals, make_results(vals, seeds=list(range(n)), factors=HFACTORS)
+
+
+PLAN_HYPS = [H_INT, H_NS, H_DIR, H_TREND]
+
+
+def _solve(sd, mde, alpha, power=0.8):
+    return math.ceil(TTestPower().solve_power(effect_size=mde / sd, alpha=alpha, power=power,
+                                              alternative="larger") - 1e-6)
+
+
+def test_plan_on_a_20_seed_pilot_matches_ttestpower_at_alpha_over_m():
+    vals, res = _pilot()
+    p = plan(res, spec(hypotheses=PLAN_HYPS))
+    assert list(p.columns) == COLUMNS["plan"] and p["id"].tolist() == ["F1", "F2", "F3", "F1t"]
+    m = len(PLAN_HYPS)
+    assert np.allclose(p["alpha_test"], 0.05 / m) and (p["power_target"] == 0.8).all()
+    contrasts = {"F1": (vals["re_soft_high"] - vals["re_hard_high"]) - (vals["re_soft_low"] - vals["re_hard_low"]),
+                 "F2": vals["ta_soft"] - vals["ta_hard"], "F3": vals["soft_crop"] - vals["baseline"]}
+    for hid, c in contrasts.items():
+        row = p.set_index("id").loc[hid]
+        sd = np.std(c, ddof=1)
+        assert row["n_pilot"] == 20 and row["sd"] == pytest.approx(sd, rel=1e-9)
+        assert row["sd_upper"] == pytest.approx(hs.sd_upper_bound(sd, 19), rel=1e-12)
+        assert row["mde"] == 0.01 and row["design"] == "paired t on per-seed contrasts"
+        assert row["seeds_needed"] == _solve(sd, 0.01, 0.05 / m)
+        assert row["seeds_needed_conservative"] == _solve(row["sd_upper"], 0.01, 0.05 / m)
+        assert row["seeds_needed_conservative"] >= row["seeds_needed"]
+        assert row["power_pilot"] == pytest.approx(
+            TTestPower().power(0.01 / sd, nobs=20, alpha=0.05 / m, alternative="larger"), rel=1e-6)
+        assert row["power_pilot_conservative"] <= row["power_pilot"]
+    t = p.set_index("id").loc["F1t"]
+    gaps = np.column_stack([vals[f"re_soft_l{j}"] - vals[f"re_hard_l{j}"] for j in range(4)])
+    ref = hs.trend_test(gaps, TREND_LEVELS)
+    d = hs.Design("trend", k=4, sxx=hs.level_sxx(TREND_LEVELS))
+    assert t["design"] == "trend over 4 levels, seed fixed effects" and t["sd"] == pytest.approx(ref.sd)
+    assert t["seeds_needed"] == hs.seeds_needed(d, 0.01, ref.sd, alpha=0.05 / m, power=0.8)
+    assert float(hs.power_one_sided(d, t["seeds_needed"], 0.01, ref.sd, 0.05 / m)) >= 0.8
+    assert float(hs.power_one_sided(d, t["seeds_needed"] - 1, 0.01, ref.sd, 0.05 / m)) < 0.8
+
+
+def test_plan_mde_override_and_its_validation():
+    vals, res = _pilot()
+    sp = spec(hypotheses=PLAN_HYPS)
+    base = plan(res, sp)
+    wide = plan(res, sp, mde=0.02)
+    assert (wide["mde"] == 0.02).all()
+    assert (wide["seeds_needed"] <= base["seeds_needed"]).all()
+    assert (wide["sd"] == base["sd"]).all()
+    sd = wide.set_index("id").loc["F3", "sd"]
+    assert wide.set_index("id").loc["F3", "seeds_needed"] == _solve(sd, 0.02, 0.05 / 4)
+    for bad, match in [(1.0, r"mde: got 1\.0; .*0\.01 = 1 percentage point"), (0, r"mde: got 0"),
+                       (-0.01, r"mde: got -0\.01"), (math.nan, r"mde: got nan"), (math.inf, r"mde: got inf")]:
+        with pytest.raises(ValueError, match=match):
+            plan(res, sp, mde=bad)
+
+
+def test_plan_without_a_pilot_estimate_says_why():
+    vals, res = _pilot(n=5)
+    p = plan(res[res.arm != "soft_crop"], spec(hypotheses=PLAN_HYPS)).set_index("id")
+    assert "no pilot estimate" in p.loc["F3", "note"] and "soft_crop" in p.loc["F3", "note"]
+    assert math.isnan(p.loc["F3", "seeds_needed"]) and p.loc["F1", "n_pilot"] == 5
+    # analyze writes the same plan for the declared mde
+    out = run(res, spec(hypotheses=PLAN_HYPS))
+    pd.testing.assert_frame_equal(out.plan, plan(res, spec(hypotheses=PLAN_HYPS)))
+
+
+# ====================================================================== files and loading
+def test_write_produces_every_contract_file_with_contract_columns(tmp_path):
+    vals = contrast_values("interaction", 0.03 + 3 * N_SMALL)
+    vals.update(contrast_values("non_superiority", N_SMALL))
+    vals["baseline"] = BASE                             # soft_crop absent: F3 not tested
+    res = make_results(vals, status={("ta_soft", 4): "failed"}, factors=HFACTORS)
+    sp = spec(hypotheses=[H_INT, H_NS, H_DIR], comparisons=[comp("ta", "ta_soft", "ta_hard")],
+              anova=[{"name": "ax", "metric": "accuracy", "arms": ["re_hard_low", "re_soft_low", "ta_hard",
+                                                                    "ta_soft"], "factors": ["label_type", "family"]}],
+              equivalence=[{"name": "eq", "arm": "ta_soft", "reference": "ta_hard", "metric": "accuracy",
+                            "margin": 0.01}])
+    out = run(res, sp)
+    paths = out.write(tmp_path / "stats")
+    assert sorted(p.name for p in paths) == sorted([f"{k}.csv" for k in COLUMNS] + ["hypotheses.json",
+                                                                                   "stats.json"])
+    for name in COLUMNS:
+        if name == "summary":
+            continue
+        df = pd.read_csv(tmp_path / "stats" / f"{name}.csv")
+        assert list(df.columns) == COLUMNS[name], name
+    summ = pd.read_csv(tmp_path / "stats" / "summary.csv")
+    assert list(summ.columns) == COLUMNS["summary"] + ["family", "label_type"]
+    hyps = json.loads((tmp_path / "stats" / "hypotheses.json").read_text())
+    names = [f.name for f in fields(Verdict)]
+    assert [list(h) for h in hyps] == [names] * 3
+    assert [h["id"] for h in hyps] == ["F1", "F2", "F3"]
+    assert [h["verdict"] for h in hyps] == ["supported", "supported", "not tested"]
+    assert hyps[2]["p"] is None and hyps[2]["power"] is None       # NaN -> null (strict JSON)
+    assert isinstance(hyps[0]["p"], float) and isinstance(hyps[0]["power"], float)
+    assert hyps[1]["seeds"] == [0, 1, 2, 3] and "s4" in hyps[1]["seeds_dropped"]
+    assert hyps[0]["arms"] == ["re_soft_low", "re_hard_low", "re_soft_high", "re_hard_high"]
+    meta = json.loads((tmp_path / "stats" / "stats.json").read_text())
+    assert set(meta) == {"alpha", "confidence", "n_boot", "power", "min_seeds", "holm_family", "rules",
+                         "guards", "counts"}
+    assert meta["holm_family"] == ["F1", "F2"] and meta["counts"]["failed"] == 1
+    assert meta["rules"]["non_superiority"][0][0] == "supported"
+    rs = pd.read_csv(tmp_path / "stats" / "runs_status.csv")
+    assert rs["run_id"].tolist() == ["ta_soft-s4"]
+    plan_csv = pd.read_csv(tmp_path / "stats" / "plan.csv")
+    assert plan_csv["id"].tolist() == ["F1", "F2", "F3"]
+    assert not list((tmp_path / "stats").glob(".*.tmp"))  # atomic writes left no temp files
+
+
+def test_load_results_roundtrip_and_missing_column(tmp_path):
+    factors = {"re_hard": {"family": "none", "label_type": "hard"},
+               "re_soft": {"family": "none", "label_type": "soft"}}
+    res = make_results({"re_hard": BASE, "re_soft": BASE + SHIFT}, factors=factors,
+                       status={("re_soft", 4): "missing"})
+    path = tmp_path / "results.csv"
+    res.to_csv(path, index=False)
+    loaded = load_results(path)
+    assert loaded["family"].eq("none").all()        # 'none' is a factor level, not NA
+    assert loaded["corruption"].eq("").all() and loaded["seed"].dtype == np.int64
+    sp = spec(comparisons=[comp("re", "re_soft", "re_hard")])
+    pd.testing.assert_frame_equal(run(loaded, sp).comparisons, run(res, sp).comparisons)
+    res.drop(columns="status").to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"missing required column\(s\) 'status'"):
+        load_results(path)
+    bad = res.copy()
+    bad.loc[0, "status"] = "done"
+    with pytest.raises(ValueError, match=r"column 'status' of run 're_hard-s0' is 'done'; allowed: complete"):
+        analyze(bad, spec())
