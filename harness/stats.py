@@ -551,6 +551,8 @@ def trend_test(gaps: Any, levels: Sequence[float], *, alternative: str = "two-si
     sd = float(math.sqrt(fit.scale))
     method = "trend: OLS gap ~ level + seed fixed effects"
     if not (se_slope > 1e-12 * max(1.0, abs(slope))):
+        if abs(est) <= 1e-10 * float(np.abs(g).max()):
+            est = 0.0  # gaps constant over the levels: a rounding-level slope is no trend (p = 1)
         return TestResult(f"{method} (degenerate: zero residual)", alternative, 0.0, est, est, est,
                           math.copysign(math.inf, est) if est else math.nan, df,
                           _degenerate_p(est, 0.0, alternative), n, 0.0, 0.0, alpha)

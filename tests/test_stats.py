@@ -363,6 +363,20 @@ def test_trend_degenerate_exact_line():
     assert trend_test(g, [0, 1, 2], alternative="less").p == 1.0
 
 
+def test_trend_gaps_constant_over_the_levels_is_no_trend():
+    """Zero residual with a slope at rounding level (each seed's gap constant over the levels) is no
+    trend: p = 1 in every direction, as the paired t of the (zero) difference of differences says."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        g = np.repeat(rng.normal(0.8, 0.01, (5, 1)), 4, axis=1)
+        for alternative in ("two-sided", "greater", "less"):
+            r = trend_test(g, [0.1, 0.3, 0.5, 0.8], alternative=alternative)
+            assert r.p == 1.0 and r.estimate == 0.0 and "degenerate" in r.method
+        g2 = g[:, :2]
+        assert trend_test(g2, [0, 1], alternative="greater").p == mean_test(g2[:, 1] - g2[:, 0],
+                                                                           alternative="greater").p == 1.0
+
+
 def test_level_sxx():
     assert level_sxx([0, 1]) == pytest.approx(0.5)
     assert level_sxx([0.1, 0.8]) == pytest.approx(0.5)
