@@ -643,6 +643,35 @@ def test_hypothesis_with_an_absent_arm_is_not_tested():
     assert v.verdict == "not tested" and "soft_crop" in v.evidence and math.isnan(v.p)
 
 
+def test_zero_sd_contrast_is_decided_without_a_power_claim():
+    v = verdict_of(hyp_run({"baseline": BASE, "soft_crop": BASE.copy()}, [H_DIR]))   # identical arms
+    assert v.verdict == "not shown" and v.verdict_text == "not shown (power unknown for 1 pp)"
+    assert v.p == 1.0 and math.isnan(v.power) and "zero SD of the contrast" in v.evidence
+    v = verdict_of(hyp_run({"baseline": BASE, "soft_crop": BASE - 0.25}, [H_DIR]))   # a constant drop
+    assert v.verdict == "supported" and v.p == 0.0 and "degenerate" in v.test
+    out = hyp_run({"baseline": BASE, "soft_crop": BASE.copy()}, [H_DIR])
+    assert "zero SD of the pilot contrast" in out.plan["note"].iloc[0]
+
+
+@settings(deadline=None, max_examples=8)  # each example is one analyze() call
+@given(st.lists(st.floats(-0.03, 0.03, allow_nan=False), min_size=5, max_size=5), st.floats(-0.1, 0.1))
+def test_property_hypotheses_swap_and_shift(contrast, c):
+    """Swapping arm and reference with the opposite direction is the same test (estimate negated);
+    shifting both arms by the same amount changes nothing."""
+    contrast = np.array(contrast)
+    assume(np.std(contrast) > 1e-4)
+    swapped = dict(H_DIR, id="swapped", arm="baseline", reference="soft_crop", direction="higher")
+    shifted = dict(H_DIR, id="shifted", arm="ta_soft", reference="ta_hard")
+    vals = {"baseline": BASE, "soft_crop": BASE + contrast, "ta_hard": BASE + c, "ta_soft": BASE + contrast + c}
+    v, w, sh = hyp_run(vals, [H_DIR, swapped, shifted]).hypotheses
+    assert 0 <= v.p <= v.p_holm <= 1 and v.ci_low <= v.estimate <= v.ci_high
+    assert w.estimate == pytest.approx(-v.estimate, abs=1e-12)
+    assert w.p == pytest.approx(v.p, rel=1e-9) and w.verdict == v.verdict
+    assert w.power == pytest.approx(v.power, rel=1e-9)
+    assert sh.estimate == pytest.approx(v.estimate, abs=1e-9)
+    assert sh.p == pytest.approx(v.p, rel=1e-6, abs=1e-12) and sh.verdict == v.verdict
+
+
 # ---------------------------------------------------------------------- Holm family
 def _family_values(f3_contrast):
     vals = contrast_values("interaction", 0.03 + 3 * N_SMALL)
