@@ -97,6 +97,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.download import DownloadError, Remote, fetch, fetch_and_extract
 from harness.paths import raw_data_dir, repo_root, shared_data_dir
 
 __all__ = [
@@ -634,9 +635,6 @@ def _download(name: str, dest: Path) -> str | None:
     Returns None on success, or why the source could not be reached; a download that is not the
     published file raises ``harness.download.ChecksumMismatchError``.
     """
-    # torchvision (under harness.download) costs ~1.6 s to import: only a download imports it
-    from harness.download import DownloadError, Remote, fetch, fetch_and_extract
-
     r = REMOTES[name]
     remote = Remote(r.key, r.url, r.filename, r.md5).resolved()
     print(f"[datasets] {name}: downloading {remote.url} into {dest}", file=sys.stderr, flush=True)

@@ -23,18 +23,12 @@ Every archive has a key (``CIFAR10``, ``CIFAR100``, ``TINYIMAGENET``, ``CIFAR10_
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import shutil
 import tempfile
-import urllib.error
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
-
-from torchvision.datasets.utils import calculate_md5, download_url, extract_archive
-from tqdm.auto import tqdm
+from urllib.parse import unquote, urlparse
 
 __all__ = [
     "URL_ENV",
@@ -49,6 +43,15 @@ __all__ = [
 
 URL_ENV = "SOFTBENCH_DATA_URL_{key}"
 MD5_ENV = "SOFTBENCH_DATA_MD5_{key}"
+
+
+# torchvision (~1.6 s), tqdm and urllib.request are imported only when something is downloaded: every
+# pipeline stage imports this module (through harness.datasets and the grid check), few download.
+def _tv_utils():
+    """``torchvision.datasets.utils`` (the downloader, ``calculate_md5``, ``extract_archive``)."""
+    import torchvision.datasets.utils as utils
+
+    return utils
 
 
 class ChecksumMismatchError(ValueError):
@@ -107,7 +110,7 @@ def verify_file(path: str | os.PathLike, remote: Remote) -> None:
     if remote.size is not None and size != remote.size:
         raise ChecksumMismatchError(f"{remote.filename} from {remote.url}: size {size} bytes, expected "
                                     f"{remote.size}; refused")
-    got = calculate_md5(path)
+    got = _tv_utils().calculate_md5(path)
     if got != remote.md5:
         raise ChecksumMismatchError(f"{remote.filename} from {remote.url}: MD5 {got}, expected {remote.md5}; "
                                     f"refused (a corrupt or truncated download, or not the official file; a mirror "
@@ -119,6 +122,8 @@ def verify_file(path: str | os.PathLike, remote: Remote) -> None:
 
 def _copy_local(src: Path, dst: Path) -> None:
     """Copy a ``file://`` source with a progress bar (torchvision's downloader handles only network URLs)."""
+    from tqdm.auto import tqdm
+
     with open(src, "rb") as fin, open(dst, "wb") as fout, tqdm(total=src.stat().st_size, unit="B",
                                                                 unit_scale=True, desc=src.name) as bar:
         for block in iter(lambda: fin.read(1 << 22), b""):
@@ -149,10 +154,10 @@ def fetch(remote: Remote, dest_dir: str | os.PathLike) -> Path:
         part = tmp / remote.filename
         try:
             if urlparse(remote.url).scheme == "file":
-                _copy_local(Path(url2pathname(urlparse(remote.url).path)), part)
+                _copy_local(Path(unquote(urlparse(remote.url).path)), part)
             else:
-                download_url(remote.url, str(tmp), filename=remote.filename, md5=None)
-        except (OSError, ValueError, http.client.HTTPException, urllib.error.URLError) as exc:
+                _tv_utils().download_url(remote.url, str(tmp), filename=remote.filename, md5=None)
+        except Exception as exc:  # URLError, HTTPError, HTTPException, OSError, too many redirects, ...
             raise DownloadError(f"cannot download {remote.url} ({type(exc).__name__}: {exc})") from None
         if not part.is_file():
             raise DownloadError(f"cannot download {remote.url} (nothing was received)")
@@ -169,26 +174,33 @@ def fetch(remote: Remote, dest_dir: str | os.PathLike) -> Path:
 
 
 def fetch_and_extract(remote: Remote, dest_dir: str | os.PathLike, folder: str, *,
-                      keep_archive: bool = False) -> Path:
+                      keep_archive: bool = False, merge: bool = False) -> Path:
     """Fetch ``remote`` (see :func:`fetch`), unpack it and return ``dest_dir/folder``, the archive's top folder.
 
     The archive is extracted into a temporary folder inside ``dest_dir``; ``folder`` is moved into place
-    (replacing an older copy) only once extraction is complete. The verified archive is deleted afterwards
-    unless ``keep_archive``. Raises ``ValueError`` when the archive does not hold ``folder``.
+    (replacing an older copy; with ``merge``, its entries are moved into an existing ``folder`` instead, for a
+    release split over several archives) only once extraction is complete. The verified archive is deleted
+    afterwards unless ``keep_archive``. Raises ``ValueError`` when the archive does not hold ``folder``.
     """
     dest_dir = Path(dest_dir)
     archive = fetch(remote, dest_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.", suffix=".extract", dir=dest_dir))
     target = dest_dir / folder
     try:
-        extract_archive(str(archive), str(tmp))
+        _tv_utils().extract_archive(str(archive), str(tmp))
         unpacked = tmp / folder
         if not unpacked.is_dir():
             found = sorted(p.name for p in tmp.iterdir())[:10]
             raise ValueError(f"{archive}: expected a top-level folder {folder}/ in the archive, found {found}")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(unpacked, target)
+        if merge and target.is_dir():
+            for entry in sorted(unpacked.iterdir()):
+                if (target / entry.name).is_dir():
+                    shutil.rmtree(target / entry.name)
+                os.replace(entry, target / entry.name)
+        else:
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(unpacked, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if not keep_archive:

@@ -49,6 +49,7 @@ DOWNLOAD_MODES = ("auto", "never")
 #: ``evaluation.corruption_source``: generated = reimplemented corruptions (default); official = the released
 #: CIFAR-10-C / CIFAR-100-C files (fetched on first use with ``download: auto``)
 CORRUPTION_SOURCES = ("generated", "official")
+OFFICIAL_CORRUPTION_DATASETS = ("cifar10", "cifar100", "tinyimagenet")
 
 
 def _fail(where: str, value: Any, allowed: str) -> None:
@@ -213,6 +214,9 @@ def _validate(raw: Any, source: str) -> Grid:
     corruption_source = evaluation.get("corruption_source", "generated")
     if corruption_source not in CORRUPTION_SOURCES:
         _fail("evaluation.corruption_source", corruption_source, f"one of {list(CORRUPTION_SOURCES)}")
+    if corruption_source == "official" and raw["dataset"] not in OFFICIAL_CORRUPTION_DATASETS:
+        _fail("evaluation.corruption_source", corruption_source,
+              f"'generated' for dataset {raw['dataset']!r} (official files exist for {list(OFFICIAL_CORRUPTION_DATASETS)})")
     grid = Grid(name=raw["grid"], dataset=raw["dataset"], data_source=raw.get("data_source"),
                 seeds=tuple(seeds), run_arms=tuple(run_arms), base=dict(raw["base"]), evaluation=dict(evaluation),
                 arms=arms, reference_comparable=rc, fit=dict(fit), stats=stats_spec,

@@ -22,6 +22,8 @@ goes on and the report lists the failure; any other error exits non-zero and sto
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -40,11 +42,14 @@ from harness.grid import (
     run_id,
     train_dir,
 )
+from harness.io import atomic_write_text
 from harness.paths import code_root
 
 __all__ = ["STAGES", "run_stage", "RUNS_ROOT", "CORRUPTED_ROOT", "REPORTS_ROOT", "train_dir", "eval_dir"]
 
 REPORTS_ROOT = Path("reports")
+#: DVC metrics (with reports/metrics.json): the per-hypothesis summary written by the report stage
+HYPOTHESES_METRICS = "hypotheses.json"
 STAGES = ("prepare", "corruptions", "proxy_accuracy", "fit_mappings", "train", "evaluate", "results", "stats",
           "report")
 
@@ -85,6 +90,13 @@ def stage_corruptions(grid: Grid, progress: bool = True, **_) -> None:
         CORRUPTED_ROOT.mkdir(parents=True, exist_ok=True)
         _log("corruptions disabled in evaluation settings; nothing to build")
         return
+    if grid.corruption_source == "official":  # the released files: found locally, or fetched and verified
+        from harness.corruptions.official import fetch_official_corruptions
+
+        root = fetch_official_corruptions(grid.dataset, download=grid.download == "auto")
+        _log(f"official corruption files: {root} (archive checksums verified when downloaded)")
+        _log("note: the evaluate stage still scores the generated corruptions built below; scoring the "
+             "official files is not wired into harness/evaluate.py yet")
     _train, test = load_dataset(grid.dataset, source=grid.data_source)
     sub_set, _idx = corruption_subset(test, cfg.corruption_n)
     with corrupted_test_set(sub_set, n=len(sub_set), severities=cfg.corruption_severities, seed=0,
@@ -263,7 +275,24 @@ def stage_report(grid: Grid, **_) -> None:
     params = {**grid.raw, "reference_mismatch": grid.reference_mismatch()}
     files = write_report(REPORTS_ROOT, results_csv=REPORTS_ROOT / "results.csv", stats_dir=REPORTS_ROOT / "stats",
                          params=params, fit_dirs=fit_dirs, runs_root=".", provenance=prov)
+    write_hypothesis_metrics(REPORTS_ROOT / "stats", REPORTS_ROOT / HYPOTHESES_METRICS)
     _log(f"report: {files.get('html', REPORTS_ROOT / 'report.html')}")
+
+
+def write_hypothesis_metrics(stats_dir: str | Path, out: str | Path) -> Path:
+    """The per-hypothesis DVC metrics file: ``{id: {verdict, p, p_holm, metric}}`` from ``stats_dir/hypotheses.json``
+    (p-values not computed are null). Small and committed for the default grid, so that ``dvc metrics diff``
+    shows what a change did to the verdicts."""
+    text = (Path(stats_dir) / "hypotheses.json").read_text(encoding="utf-8")
+    hyps = json.loads(text or "[]")
+
+    def number(v):
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+    summary = {str(h["id"]): {"verdict": h.get("verdict"), "p": number(h.get("p")), "p_holm": number(h.get("p_holm")),
+                              "metric": h.get("metric")} for h in hyps}
+    atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
+    return Path(out)
 
 
 def _params_hash(path: str | Path = "params.yaml") -> str | None:

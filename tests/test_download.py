@@ -24,6 +24,8 @@ from PIL import Image
 
 from harness import stages
 from harness.config import ConfigError
+from harness.corruptions import CORRUPTIONS
+from harness.corruptions.official import fetch_official_corruptions, load_official_cifar_c
 from harness.datasets import CIFAR10_CLASSES, REMOTES, load_dataset, prepare_dataset
 from harness.download import ChecksumMismatchError, DownloadError, Remote, fetch
 from harness.grid import load_grid
@@ -249,3 +251,52 @@ def test_tinyimagenet_zip_from_a_local_path(repo, tmp_path, monkeypatch):
     raw = repo / "datasets" / "raw" / "tinyimagenet"
     assert (raw / "tiny-imagenet-200" / "wnids.txt").is_file()
     assert sorted(p.name for p in raw.iterdir()) == ["tiny-imagenet-200"]  # zip removed after unpacking
+
+
+# ------------------------------------------------------------------ official corruption files
+
+
+def write_cifar10_c_tar(path: Path) -> Path:
+    """A miniature ``CIFAR-10-C.tar``: ``CIFAR-10-C/<corruption>.npy`` (5 severities x 4 images) + labels."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for k, name in enumerate((*CORRUPTIONS, "labels")):
+            arr = (np.arange(20, dtype=np.uint8) % 10 if name == "labels"
+                   else np.full((20, 32, 32, 3), k, dtype=np.uint8))
+            buf = io.BytesIO()
+            np.save(buf, arr)
+            info = tarfile.TarInfo(f"CIFAR-10-C/{name}.npy")
+            info.size = buf.tell()
+            buf.seek(0)
+            tar.addfile(info, buf)
+    return path
+
+
+def test_official_corruption_archive_fetched_verified_unpacked(repo, server, monkeypatch):
+    base, www, _ = server
+    archive = write_cifar10_c_tar(www / "CIFAR-10-C.tar")
+    monkeypatch.setenv("SOFTBENCH_DATA_URL_CIFAR10_C", f"{base}/CIFAR-10-C.tar")
+    with pytest.raises(FileNotFoundError, match="download: auto"):  # download=False: local copies only
+        fetch_official_corruptions("cifar10")
+    # the published size / MD5 / SHA-256 refuse this miniature, and nothing is left
+    with pytest.raises(ChecksumMismatchError, match="size .* expected 2918471680"):
+        fetch_official_corruptions("cifar10", download=True)
+    assert _leftovers(repo) == ["datasets", "datasets/raw"]
+
+    monkeypatch.setenv("SOFTBENCH_DATA_MD5_CIFAR10_C", md5(archive))  # a mirror stating its own MD5
+    root = fetch_official_corruptions("cifar10", download=True)
+    assert root == repo / "datasets" / "raw" / "cifar10-c"
+    assert sorted(p.name for p in root.iterdir()) == ["CIFAR-10-C"]  # unpacked, archive removed
+    images, labels = load_official_cifar_c(root, "fog", 2, dataset="cifar10", verify=False)
+    assert images.shape == (4, 32, 32, 3) and labels.tolist() == [4, 5, 6, 7]
+    assert fetch_official_corruptions("cifar10") == root  # found locally from now on
+
+
+def test_corruption_source_is_validated(tmp_path):
+    ok = load_grid(_grid_file(tmp_path / "a.yaml", evaluation={"corruption_source": "official"}))
+    assert ok.corruption_source == "official"
+    assert load_grid(_grid_file(tmp_path / "b.yaml")).corruption_source == "generated"
+    with pytest.raises(ConfigError, match=r"'evaluation.corruption_source' must be one of \['generated', 'official'\]"):
+        load_grid(_grid_file(tmp_path / "c.yaml", evaluation={"corruption_source": "released"}))
+    with pytest.raises(ConfigError, match="official files exist for"):
+        load_grid(_grid_file(tmp_path / "d.yaml", dataset="mnist5k", evaluation={"corruption_source": "official"}))

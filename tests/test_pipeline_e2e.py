@@ -1,6 +1,7 @@
 """End to end: a micro grid (2 arms x 3 seeds x 1 epoch, tiny data) through `dvc repro` in a temp copy
 of the repo, then DVC's caching: a second repro reruns nothing, and changing one arm's parameters
-reruns only that arm's stages and the stages downstream of it."""
+reruns only that arm's stages and the stages downstream of it, which `dvc metrics diff` against the
+committed first results then reports."""
 
 from __future__ import annotations
 
@@ -59,6 +60,18 @@ def _repro(cwd: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=softbench test", "-c", "user.email=test@localhost", *args], cwd=cwd,
+                   check=True, capture_output=True)
+
+
+def _dvc(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return proc.stdout
+
+
 def _ran(log: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", log))
 
@@ -106,10 +119,14 @@ def test_micro_grid_reproduces_to_a_report(repo):
     assert "data:image/png;base64," in html and "https://" not in html and "<script src" not in html
     metrics = json.loads((dst / "reports/metrics.json").read_text())
     assert set(metrics["arms"]) == {"re_hard", "re_soft"}
+    summary = json.loads((dst / "reports/hypotheses.json").read_text())  # the per-hypothesis DVC metric
+    assert list(summary) == ["F2"] and set(summary["F2"]) == {"verdict", "p", "p_holm", "metric"}
+    assert summary["F2"]["verdict"] == hyps[0]["verdict"] and summary["F2"]["metric"] == "accuracy"
 
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    shown = subprocess.run([str(BIN / "dvc"), "metrics", "show"], cwd=dst, env=env, capture_output=True, text=True)
-    assert shown.returncode == 0 and "re_soft" in shown.stdout
+    shown = json.loads(_dvc(dst, "metrics", "show", "--json"))
+    files = next(iter(shown.values()))["data"]
+    assert {"reports/metrics.json", "reports/hypotheses.json"} <= set(files)
+    assert "re_soft" in files["reports/metrics.json"]["data"]["arms"]
 
 
 def test_second_repro_reruns_nothing(repo):
@@ -117,11 +134,21 @@ def test_second_repro_reruns_nothing(repo):
     assert _ran(_repro(dst)) == set()
 
 
-def test_changing_one_arm_reruns_only_that_arm(repo):
+def test_changing_one_arm_reruns_only_that_arm_and_metrics_diff_shows_it(repo):
     dst, _ = repo
+    # the first results as a commit (what the repository holds for the default grid)
+    _git(dst, "add", "dvc.yaml", "dvc.lock", "params.yaml", "reports/metrics.json", "reports/hypotheses.json")
+    _git(dst, "commit", "-q", "-m", "micro grid results")
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["arms"]["re_soft"]["set"] = {"lr": 0.02}
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = _ran(_repro(dst))
     assert ran == {"train@re_soft-0", "train@re_soft-1", "train@re_soft-2", "evaluate@re_soft", "results",
                    "stats", "report"}
+
+    diff = json.loads(_dvc(dst, "metrics", "diff", "--json"))  # workspace against the committed results
+    changed = diff["reports/metrics.json"]
+    assert any(k.startswith("arms.re_soft.") for k in changed), diff
+    assert not any(k.startswith("arms.re_hard.") for k in changed), diff  # the unchanged arm: same numbers
+    row = changed[next(k for k in changed if k.startswith("arms.re_soft."))]
+    assert row["old"] != row["new"] and row["diff"] == pytest.approx(row["new"] - row["old"])

@@ -1,7 +1,14 @@
 """Loaders for the released CIFAR-10-C, CIFAR-100-C and Tiny-ImageNet-C files (CORRUPTIONS.md §5).
 
-Nothing here downloads anything: missing files raise ``FileNotFoundError`` saying where to put them and
-where to get them. Checksums are those of §5 (per-file MD5 for the CIFAR ``.npy`` files; archive
+The loaders never download: missing files raise ``FileNotFoundError`` saying where to put them and where
+to get them. :func:`fetch_official_corruptions` finds the extracted release in the working copy
+(``datasets/raw/<dataset>-c/``), beside it (``../shared/data/<dataset>-c/``) or under ``$SOFTBENCH_DATA``,
+and, with ``download=True`` (the pipeline's ``download: auto`` with ``evaluation.corruption_source:
+official``), fetches the official archive(s) from Zenodo with a progress bar, checks them against the
+published size / MD5 / SHA-256 (:data:`ARCHIVES`) and unpacks them; nothing partial is left on failure.
+The source is overridable per archive with ``$SOFTBENCH_DATA_URL_<CIFAR10_C|CIFAR100_C|TINYIMAGENET_C|
+TINYIMAGENET_C_EXTRA>`` (and a mirror's own MD5 with ``$SOFTBENCH_DATA_MD5_<...>``; see
+:mod:`harness.download`). Checksums are those of §5 (per-file MD5 for the CIFAR ``.npy`` files; archive
 checksums for the tars, see :func:`verify_archive`).
 """
 
@@ -14,14 +21,19 @@ from pathlib import Path
 import numpy as np
 
 from harness.corruptions.registry import CORRUPTIONS, _check_name, _check_severity
+from harness.download import ChecksumMismatchError, DownloadError, Remote, fetch_and_extract
+from harness.paths import raw_data_dir, shared_data_dir
 
 __all__ = [
     "ARCHIVES",
     "CIFAR10_C_MD5",
     "CIFAR100_C_MD5",
     "DOWNLOAD_HINTS",
+    "OFFICIAL_SOURCES",
     "ChecksumMismatchError",
+    "fetch_official_corruptions",
     "file_digest",
+    "official_search_paths",
     "load_official_cifar_c",
     "load_tinyimagenet_c",
     "tinyimagenet_c_classes",
@@ -99,9 +111,21 @@ DOWNLOAD_HINTS = {
     ),
 }
 
+#: Where each dataset's official corruption release is published: ``(override key, URL, archive, top folder)``.
+#: Tiny-ImageNet-C: record 8206060 (15 corruptions + the 4 extras), whose MD5s :data:`ARCHIVES` holds.
+OFFICIAL_SOURCES = {
+    "cifar10": [("CIFAR10_C", "https://zenodo.org/records/2535967/files/CIFAR-10-C.tar", "CIFAR-10-C.tar",
+                 "CIFAR-10-C")],
+    "cifar100": [("CIFAR100_C", "https://zenodo.org/records/3555552/files/CIFAR-100-C.tar", "CIFAR-100-C.tar",
+                  "CIFAR-100-C")],
+    "tinyimagenet": [
+        ("TINYIMAGENET_C", "https://zenodo.org/records/8206060/files/Tiny-ImageNet-C.tar", "Tiny-ImageNet-C.tar",
+         "Tiny-ImageNet-C"),
+        ("TINYIMAGENET_C_EXTRA", "https://zenodo.org/records/8206060/files/Tiny-ImageNet-C-extra.tar",
+         "Tiny-ImageNet-C-extra.tar", "Tiny-ImageNet-C"),
+    ],
+}
 
-class ChecksumMismatchError(ValueError):
-    """A file's checksum differs from the published one."""
 
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}
@@ -305,6 +329,68 @@ def verify_archive(path: str | os.PathLike, *, name: str | None = None) -> None:
             got = file_digest(path, algo)
             if got != ref[algo]:
                 raise ChecksumMismatchError(f"{path}: {algo} {got}, expected {ref[algo]} for {key}")
+
+
+def _release_complete(folder: Path, dataset: str) -> bool:
+    if dataset in _FOLDER:
+        return all((folder / f"{c}.npy").is_file() for c in (*CORRUPTIONS, "labels"))
+    return all((folder / c).is_dir() for c in CORRUPTIONS)
+
+
+def official_search_paths(dataset: str) -> list[Path]:
+    """Folders searched for the extracted release of ``dataset`` (each holding e.g. ``CIFAR-10-C/``), in order."""
+    name = f"{dataset}-c"
+    paths = [raw_data_dir(name), shared_data_dir() / name]
+    env = os.environ.get("SOFTBENCH_DATA")
+    if env:
+        paths += [Path(env) / name, Path(env)]
+    return paths
+
+
+def fetch_official_corruptions(dataset: str, *, download: bool = False) -> Path:
+    """The folder holding the complete official corruption release of ``dataset``; fetched on first use.
+
+    Returns the parent of ``CIFAR-10-C/`` / ``CIFAR-100-C/`` / ``Tiny-ImageNet-C/`` (the ``root`` of
+    :func:`load_official_cifar_c` and :func:`load_tinyimagenet_c`), found in :func:`official_search_paths`.
+    When missing and ``download``, the archive(s) of :data:`OFFICIAL_SOURCES` are downloaded into
+    ``datasets/raw/<dataset>-c/`` of the working copy, checked against :data:`ARCHIVES` (size, MD5, SHA-256
+    where published), unpacked and deleted. Raises ``FileNotFoundError`` (searched folders, where to get the
+    files; also when a source cannot be reached), :class:`ChecksumMismatchError` (download refused, nothing
+    left) or ``ValueError`` (unknown dataset, an archive without the expected folder).
+    """
+    if dataset not in OFFICIAL_SOURCES:
+        raise ValueError(f"official corruption files exist for {sorted(OFFICIAL_SOURCES)}, not {dataset!r}")
+    top = OFFICIAL_SOURCES[dataset][0][3]
+    tried = []
+    for d in official_search_paths(dataset):
+        if _release_complete(d / top, dataset):
+            return d
+        tried.append(d / top)
+    dest = raw_data_dir(f"{dataset}-c")
+    failure = None
+    if download:
+        try:
+            for i, (key, url, archive, folder) in enumerate(OFFICIAL_SOURCES[dataset]):
+                ref = ARCHIVES[archive]
+                remote = Remote(key, url, archive, ref["md5"], ref.get("size"), ref.get("sha256"))
+                print(f"[corruptions] {dataset}: downloading {remote.resolved().url} into {dest}", flush=True)
+                fetch_and_extract(remote, dest, folder, merge=i > 0)
+        except DownloadError as exc:
+            failure = str(exc)
+        else:
+            if _release_complete(dest / top, dataset):
+                return dest
+            raise ValueError(f"{dest / top}: the unpacked release lacks some of the 19 corruptions "
+                             f"({', '.join(CORRUPTIONS)}) or labels.npy")
+    lines = [f"official {dataset} corruption files not found. Searched:"]
+    lines += [f"  - {p} (missing or incomplete)" for p in tried]
+    if failure is not None:
+        lines.append(f"Download tried and failed: {failure}.")
+    else:
+        lines.append("Set 'download: auto' in params.yaml (the default) to fetch them on first use.")
+    keys = " / ".join(f"$SOFTBENCH_DATA_URL_{k}" for k, *_ in OFFICIAL_SOURCES[dataset])
+    lines.append(f"Or get {DOWNLOAD_HINTS[dataset]} and extract it into {dest}/ (another source: {keys}).")
+    raise FileNotFoundError("\n".join(lines))
 
 
 assert set(CIFAR10_C_MD5) == set(CORRUPTIONS) | {"labels"} == set(CIFAR100_C_MD5)
