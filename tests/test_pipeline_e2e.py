@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from harness.verdicts import VERDICTS
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 COPY = ["harness", "mappings", "grids", "datasets/hvs", "datasets/reference", "dvc.yaml", ".dvc/config",
@@ -44,9 +46,9 @@ MICRO = {
         "comparisons": [{"family": "random_erasing", "arm": "re_soft", "reference": "re_hard"}],
         "equivalence": [{"name": "soft_vs_hard", "arm": "re_soft", "reference": "re_hard", "metric": "accuracy",
                          "margin": 0.5}],
-        "hypotheses": [{"id": "F2", "statement": "soft is not better than hard", "kind": "not_better",
-                        "arm": "re_soft", "reference": "re_hard", "metric": "accuracy",
-                        "equivalence": "soft_vs_hard"}],
+        "hypotheses": [{"id": "F2", "statement": "soft is not better than hard by 0.5 or more",
+                        "kind": "non_superiority", "arm": "re_soft", "reference": "re_hard", "metric": "accuracy",
+                        "mde": 0.5}],
     },
 }
 
@@ -109,7 +111,7 @@ def test_micro_grid_reproduces_to_a_report(repo):
     acc = comparisons[comparisons["metric"] == "accuracy"].iloc[0]
     assert acc["paired"] and acc["n_arm"] == 3 and 0 <= acc["p"] <= 1
     hyps = json.loads((dst / "reports/stats/hypotheses.json").read_text())
-    assert hyps[0]["id"] == "F2" and hyps[0]["verdict"] in {"supported", "contradicted"}
+    assert hyps[0]["id"] == "F2" and hyps[0]["verdict"] in VERDICTS and hyps[0]["verdict"] != "not tested"
 
     md = (dst / "reports/report.md").read_text()
     for heading in ("F2", "re_soft", "re_hard", "±"):
