@@ -179,13 +179,6 @@ def default_predictions_loader(run_dir: str) -> dict[str, np.ndarray]:
 
 
 # =====================================================================================
-def default_predictions_loader(run_dir: str) -> dict[str, np.ndarray]:
-    """Load ``labels`` and ``clean`` from ``<run_dir>/predictions.npz`` (only those two arrays)."""
-    with np.load(Path(run_dir) / "predictions.npz") as z:
-        return {k: z[k] for k in ("labels", "clean") if k in z.files}
-
-
-# =====================================================================================
 # result types
 # =====================================================================================
 @dataclass(frozen=True)
@@ -830,8 +823,8 @@ def _decide(v: Verdict, data: _HypData, test: st.TestResult, p_holm: float, m: i
         second = _primary(data, opposite, v.null, alpha)
         beyond = test.ci_low > v.null if v.alternative == "less" else test.ci_high < v.null
         sec_text = (f"secondary: {100 * (1 - alpha):g} % CI {'entirely' if beyond else 'not entirely'} beyond "
-                    f"the margin {_show(v.null, metric)} (one-sided p that the gain exceeds the margin = "
-                    f"{_fmt(second.p)}, unadjusted)")
+                    f"the margin {_show(v.null, metric)} (equivalently: one-sided p that the gain exceeds the "
+                    f"margin = {_fmt(second.p)} {'<' if beyond else '>='} alpha/2 = {alpha / 2:g}; unadjusted)")
     else:
         second = _primary(data, opposite, 0.0, alpha)
         beyond = second.p < alpha
@@ -956,7 +949,8 @@ def plan(results: pd.DataFrame, spec: Mapping | None, *, mde: float | None = Non
     spec = validate_stats_spec(spec)
     if mde is not None:
         for h in spec["hypotheses"]:
-            if not (isinstance(mde, (int, float)) and math.isfinite(mde) and mde > 0) or \
+            if isinstance(mde, (bool, np.bool_)) or not isinstance(mde, (int, float, np.integer, np.floating)) \
+                    or not (math.isfinite(mde) and mde > 0) or \
                     (display_scale(h["metric"]) == 100 and mde > 0.5):
                 raise ValueError(f"mde: got {mde!r}; expected a finite number > 0 in the metric's unit "
                                  f"({h['metric']} of hypothesis {h['id']} is a fraction: at most 0.5, "

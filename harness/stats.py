@@ -627,9 +627,16 @@ def seeds_needed(design: Design, effect: float, sd: float, *, alpha: float, powe
         return math.nan
     if effect <= 0:
         return math.inf
-    n = np.arange(MIN_SEEDS, MAX_PLANNED_SEEDS + 1)
-    ok = np.nonzero(power_one_sided(design, n, effect, sd, alpha) >= power)[0]
-    return float(n[ok[0]]) if ok.size else math.inf
+    # power grows with n: scan blocks of doubling size (3..66, 67..130, 131..258, ...) and stop at the
+    # first block that reaches the target, instead of evaluating all 10,000 candidates
+    lo, width = MIN_SEEDS, 64
+    while lo <= MAX_PLANNED_SEEDS:
+        n = np.arange(lo, min(lo + width, MAX_PLANNED_SEEDS + 1))
+        ok = np.nonzero(power_one_sided(design, n, effect, sd, alpha) >= power)[0]
+        if ok.size:
+            return float(n[ok[0]])
+        lo, width = lo + width, 2 * width
+    return math.inf
 
 
 def sd_upper_bound(sd: float, df: float, *, alpha: float = 0.05) -> float:

@@ -698,7 +698,11 @@ def test_property_bca_shift_equivariant(seed, n, c):
     lo, hi = bca_ci(x, n_boot=300, seed=seed)
     assert lo <= hi
     lo2, hi2 = bca_ci(x + c, n_boot=300, seed=seed)
-    assert (lo2 - c, hi2 - c) == pytest.approx((lo, hi), abs=1e-7)
+    # equivariant up to rounding: the shift changes float rounding of the resampled means, and BCa's
+    # bias correction counts resampled means below the observed one, so a near-tie can move one
+    # percentile by one order statistic (seed 751, n 13, c 3.0 moved the ends by 0.6 % of the width)
+    width = hi - lo
+    assert (lo2 - c, hi2 - c) == pytest.approx((lo, hi), abs=0.05 * width)
 
 
 @settings(max_examples=25, deadline=None)  # statsmodels' Holm runs gc.collect() on every call
