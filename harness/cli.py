@@ -203,15 +203,19 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _train(args) -> int:
-    from harness.config import load_config
+    from harness.config import ConfigError, load_config
     from harness.evaluate import EvaluationFailed
-    from harness.trainer import TrainingFailed, train
+    from harness.trainer import TrainingFailed, check_buildable, train
 
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     try:
         config = load_config(args.config, overrides)
+        try:  # stages and model_kwargs that do not build: an error naming the config file
+            check_buildable(config)
+        except ConfigError as exc:
+            raise ConfigError(f"config file {args.config}: {exc}" if args.config else str(exc)) from None
         result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
     except (TrainingFailed, EvaluationFailed) as exc:
         print(f"softbench train: run failed: {exc}", file=sys.stderr)

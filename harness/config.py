@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 __all__ = ["StageConfig", "TrainConfig", "STAGE_KINDS", "load_config", "apply_overrides", "ConfigError", "YamlLoader",
-           "load_yaml"]
+           "load_yaml", "yaml_error_text"]
 
 STAGE_KINDS: tuple[str, ...] = ("flip", "crop", "trivial_augment", "random_erasing", "noise", "soft_crop")
 _HARD_ONLY = ("flip", "crop")
@@ -66,6 +66,13 @@ YamlLoader.add_implicit_resolver(
 def load_yaml(text: str):
     """Parse YAML text with :class:`YamlLoader` (safe; scientific notation reads as a number)."""
     return yaml.load(text, Loader=YamlLoader)  # noqa: S506 -- YamlLoader is a SafeLoader
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """A YAML parse error on one line: the problem and where (line, column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def _fail(field_name: str, value: Any, allowed: str) -> None:
@@ -362,7 +369,7 @@ def apply_overrides(d: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         try:
             value = load_yaml(raw)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from None
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {yaml_error_text(exc)}") from None
         _set_dotted(out, key, value)
     return out
 
@@ -379,7 +386,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         try:
             d = load_yaml(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+            raise ConfigError(f"config file {p} is not valid YAML: {yaml_error_text(exc)}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {p} cannot be read: {exc}") from None
         if not isinstance(d, dict):

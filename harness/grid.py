@@ -15,7 +15,6 @@ and optionally the name of the matching row of the paper's reference table.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from harness.config import ConfigError, TrainConfig, apply_overrides
-from harness.io import atomic_write_text
+from harness.config import ConfigError, TrainConfig, apply_overrides, load_yaml, yaml_error_text
+from harness.io import FileFormatError, atomic_write_text, read_json
 
 __all__ = ["Grid", "load_grid", "arm_config", "use_grid", "list_grids", "run_id", "train_dir", "eval_dir",
            "GRIDS_DIR", "FITTED_ROOT", "RUNS_ROOT", "CORRUPTED_ROOT", "fitted_mapping_path", "LABEL_TYPES"]
@@ -159,6 +158,21 @@ def _section(raw: dict, key: str, allowed) -> dict:
     return section
 
 
+def _validate_fit(fit: dict) -> None:
+    """The ``fit:`` section's values (the fit stages run late; a bad value must stop the grid up front)."""
+    from harness.fit_mappings import FALLBACKS
+
+    if "fallback" in fit and fit["fallback"] not in FALLBACKS:
+        _fail("fit.fallback", fit["fallback"], f"one of {list(FALLBACKS)}")
+    for key, minimum in (("n_images", 1), ("n_boot", 10), ("proxy_epochs", 1)):
+        v = fit.get(key)
+        if key in fit and (not isinstance(v, int) or isinstance(v, bool) or v < minimum):
+            _fail(f"fit.{key}", v, f"an int >= {minimum}")
+    v = fit.get("proxy_n_per_class")
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+        _fail("fit.proxy_n_per_class", v, "an int >= 1 or null (all training images)")
+
+
 def _validate(raw: Any, source: str) -> Grid:
     from harness.datasets import DATASETS
 
@@ -198,6 +212,7 @@ def _validate(raw: Any, source: str) -> Grid:
             _fail(f"base.{key}", raw["base"][key], f"absent ({key} is set by the grid, not by base)")
     evaluation = _section(raw, "evaluation", {*_EVAL_KEYS, "corruption_source"})
     fit = _section(raw, "fit", _FIT_KEYS)
+    _validate_fit(fit)
     from harness.stats_spec import validate_stats_spec
 
     try:
@@ -240,13 +255,17 @@ def load_grid(path: str | Path = "params.yaml") -> Grid:
     if not p.is_file():
         raise ConfigError(f"grid file not found: {p}")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = load_yaml(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"grid file {p} is not valid YAML: {exc}") from None
+        raise ConfigError(f"grid file {p} is not valid YAML: {yaml_error_text(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"grid file {p} cannot be read: {exc}") from None
     return _validate(raw, str(p))
 
 
 def _resolve_mapping(value: Any, grid: Grid, where: str, resolve: bool) -> Any:
+    import mappings  # torch-heavy; only needed when a fitted mapping is resolved
+
     if isinstance(value, str) and value.startswith("fitted:"):
         source = value.split(":", 1)[1]
         if source not in FITTED_SOURCES:
@@ -254,11 +273,18 @@ def _resolve_mapping(value: Any, grid: Grid, where: str, resolve: bool) -> Any:
         path = fitted_mapping_path(grid.dataset, source)
         if not resolve:
             return "polynomial_chance"  # placeholder for validation only
+        stage = "fit_mappings" if source == "hvs" else "proxy_accuracy"
         if not path.is_file():
-            stage = "fit_mappings" if source == "hvs" else "proxy_accuracy"
             raise ConfigError(f"{where}.mapping is {value!r} but {path} does not exist; run the pipeline's "
                               f"{stage} stage first (dvc repro {stage})")
-        return json.loads(path.read_text())
+        expected, hint = "a fitted mapping set (mappings.to_dict JSON)", f"rerun its stage: dvc repro -f {stage}"
+        d = read_json(path, expected, hint=hint)
+        try:
+            mappings.from_dict(d)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise FileFormatError(path, f"{path}: expected {expected}, but it is not a valid mapping set "
+                                        f"({exc}); {hint}") from None
+        return d
     return value
 
 
@@ -301,7 +327,10 @@ def use_grid(name: str, *, dataset: str | None = None, root: str | Path = GRIDS_
     if not path.is_file():
         raise ConfigError(f"unknown grid {name!r}; available grids: {list_grids(root)}")
     text = path.read_text()
-    raw = yaml.safe_load(text)
+    try:
+        raw = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"grid file {path} is not valid YAML: {yaml_error_text(exc)}") from None
     if dataset is not None:
         raw["dataset"] = dataset
         text = _replace_dataset(text, dataset)

@@ -151,7 +151,7 @@ def load_torch(path: str | Path, expected: str, *, weights_only: bool = True, ke
     ``keys``) raises :class:`~harness.io.FileFormatError` naming ``path``, ``expected`` and ``hint``."""
     path = Path(path)
     if not path.is_file():
-        raise bad_file(path, expected, "the file does not exist", hint)
+        raise bad_file(path, expected, "it is a directory" if path.is_dir() else "the file does not exist", hint)
     if path.stat().st_size == 0:
         raise bad_file(path, expected, "the file is empty", hint)
     try:
@@ -172,7 +172,7 @@ def load_npz(path: str | Path, expected: str, *, keys: tuple[str, ...] = (), hin
     foreign file, or one without ``keys``, raises :class:`~harness.io.FileFormatError` naming it."""
     path = Path(path)
     if not path.is_file():
-        raise bad_file(path, expected, "the file does not exist", hint)
+        raise bad_file(path, expected, "it is a directory" if path.is_dir() else "the file does not exist", hint)
     try:
         with np.load(path, allow_pickle=False) as z:
             if not hasattr(z, "files"):
@@ -306,8 +306,8 @@ def run_lock(run_dir: str | Path, command: str = "softbench") -> Iterator[Path]:
 
     Non-blocking: a directory locked by another process raises :class:`RunBusyError` at once. The lock
     is re-entrant within this process. On taking it, stale ``.*.tmp`` files are removed. If the block
-    raises and this call created ``run_dir`` (and its block left nothing in it), the directories it
-    created are removed again, so a failed start leaves no output behind.
+    raises and leaves nothing in ``run_dir`` but the lock file, the lock file (if this call created it)
+    and the directories this call created are removed again, so a failed start leaves no output behind.
     """
     run_dir = check_run_dir_path(run_dir)
     key = os.path.realpath(run_dir)
@@ -325,6 +325,7 @@ def run_lock(run_dir: str | Path, command: str = "softbench") -> Iterator[Path]:
     created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
     lock_path = run_dir / LOCK_FILE
+    lock_created = not lock_path.exists()
     try:
         fd, writable = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644), True
     except PermissionError:  # a read-only lock file (e.g. a DVC cache link): flock needs no write access
@@ -361,7 +362,8 @@ def run_lock(run_dir: str | Path, command: str = "softbench") -> Iterator[Path]:
         with _HELD_GUARD:
             _HELD.pop(key, None)
         try:
-            if failed and created and run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            if (failed and lock_created and run_dir.is_dir()
+                    and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]):
                 lock_path.unlink()  # still held: a process that opened it fails the inode check above
                 for p in created:
                     with contextlib.suppress(OSError):

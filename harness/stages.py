@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 
 import yaml
 
 from harness.config import ConfigError, TrainConfig
+from harness.io import FileFormatError, atomic_write_text, read_json
 from harness.grid import (
     CORRUPTED_ROOT,
     FITTED_ROOT,
@@ -42,7 +42,6 @@ from harness.grid import (
     run_id,
     train_dir,
 )
-from harness.io import atomic_write_text
 from harness.paths import code_root
 
 __all__ = ["STAGES", "run_stage", "RUNS_ROOT", "CORRUPTED_ROOT", "REPORTS_ROOT", "train_dir", "eval_dir"]
@@ -127,15 +126,15 @@ def stage_proxy_accuracy(grid: Grid, progress: bool = True, **_) -> None:
 def stage_fit_mappings(grid: Grid, progress: bool = True, **_) -> None:
     from harness.fit_mappings import fit_mappings
 
-    import json
-
     import mappings
     from harness.grid import fitted_mapping_path
 
     # ops without human data fall back to the proxy stage's mapping set (same proxy, same images),
     # loaded rather than measured a second time
     proxy_json = fitted_mapping_path(grid.dataset, "proxy")
-    reuse = {"proxy": mappings.from_dict(json.loads(proxy_json.read_text()))} if proxy_json.is_file() else None
+    reuse = ({"proxy": mappings.from_dict(read_json(proxy_json, "the proxy stage's mapping set (mappings.to_dict JSON)",
+                                                    hint="rerun it: dvc repro -f proxy_accuracy"))}
+             if proxy_json.is_file() else None)
     out = FITTED_ROOT / grid.dataset / "hvs"
     files = fit_mappings(grid.dataset, "hvs", out, fallback=grid.fit.get("fallback", "per-op"), progress=progress,
                          fallback_sets=reuse, **_fit_kwargs(grid))
@@ -176,81 +175,122 @@ def _train_stamp(grid: Grid, config: TrainConfig) -> dict:
 
 def stage_train(grid: Grid, arm: str, seed: int, progress: bool = True, **_) -> None:
     """Train one run (no evaluation). DVC keeps this output between runs (``persist``) and reruns the
-    stage whenever one of its declared dependencies changed; the stage then decides from the run's
-    stamp (training config hash, training code hash, dataset hash):
+    stage whenever one of its declared dependencies changed; the stage then decides, holding the run's
+    lock (another process writing it: :class:`~harness.runs.RunBusyError`), from the run's stamp
+    (training config hash, training code hash, dataset hash):
 
     * same stamp, run finished   -> kept as it is (e.g. only the arm's factors or docs changed);
-    * same stamp, run interrupted -> resumed from its checkpoint;
-    * anything else               -> removed and trained afresh.
-    """
-    import json
+    * same stamp, run interrupted -> resumed from its checkpoint (also a finished run whose model.pt
+      is unreadable: the final checkpoint rewrites it);
+    * anything else               -> cleared and trained afresh (also a run killed before its first
+      checkpoint, or one whose stamp, status or checkpoint cannot be read).
 
-    from harness.io import atomic_write_text
-    from harness.runs import read_status
-    from harness.trainer import TrainingFailed, train
+    The config is checked in full (augmentation stages, fitted mappings, model_kwargs) before anything
+    is written.
+    """
+    from harness.runs import clear_run_dir, run_lock
+    from harness.trainer import TrainingFailed, check_buildable, train
 
     _check_cell(grid, arm, seed)
     config = arm_config(grid, arm, seed)
+    check_buildable(config)
     run_dir = train_dir(arm, seed)
-    ckpt, stamp_path = run_dir / "checkpoint.pt", run_dir / STAMP_FILE
     stamp = _train_stamp(grid, config)
-    action = "fresh"
-    if ckpt.is_file() and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
-        # status.json records the epoch of the last checkpoint (written right after it)
-        st = read_status(run_dir)
-        status, epoch = st["status"], int(st.get("epoch") or 0)
-        if epoch >= config.epochs and (run_dir / "model.pt").is_file() and status != "failed":
-            action = "keep"
-        elif epoch < config.epochs and status == "running":
-            action = "resume"
-    if action == "keep":
-        _log(f"{run_dir}: finished run with the same config, code and data: kept")
-        return
-    if action == "fresh" and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if action == "resume":
-        _log(f"resuming {run_dir} from its checkpoint")
-    atomic_write_text(stamp_path, json.dumps(stamp) + "\n")
+    with run_lock(run_dir, command=f"softbench stage train --arm {arm} --seed {seed}"):
+        action = _train_action(run_dir, config, stamp)
+        if action == "keep":
+            _log(f"{run_dir}: finished run with the same config, code and data: kept")
+            return
+        if action == "fresh":
+            clear_run_dir(run_dir)
+        else:
+            _log(f"resuming {run_dir} from its checkpoint")
+        try:
+            train(config, run_dir, resume=action == "resume", progress=progress, evaluate=False,
+                  extra_files={STAMP_FILE: json.dumps(stamp) + "\n"})
+        except TrainingFailed as exc:
+            _log(f"run FAILED and is recorded as failed: {exc}")
+
+
+def _train_action(run_dir: Path, config: TrainConfig, stamp: dict) -> str:
+    """``keep``, ``resume`` or ``fresh`` for the run in ``run_dir`` (see :func:`stage_train`; under its lock)."""
+    from harness.runs import load_torch, read_status
+
+    ckpt, stamp_path = run_dir / "checkpoint.pt", run_dir / STAMP_FILE
+    if not (ckpt.is_file() and stamp_path.is_file()):
+        return "fresh"
     try:
-        train(config, run_dir, resume=action == "resume", progress=progress, evaluate=False)
-    except TrainingFailed as exc:
-        _log(f"run FAILED and is recorded as failed: {exc}")
+        if read_json(stamp_path, "the run's training stamp") != stamp:
+            return "fresh"
+    except FileFormatError as exc:
+        _log(f"{exc}: training afresh")
+        return "fresh"
+    try:  # status.json records the epoch of the last checkpoint (written right after it)
+        st = read_status(run_dir)
+    except FileFormatError as exc:
+        _log(f"{exc}: resuming from the checkpoint, which holds the run's state")
+        return "resume"
+    status, epoch = st["status"], int(st.get("epoch") or 0)
+    if status == "failed":
+        return "fresh"
+    if epoch >= config.epochs and (run_dir / "model.pt").is_file():
+        try:
+            load_torch(run_dir / "model.pt", "trained model weights")
+        except FileFormatError as exc:
+            _log(f"{exc}: rewriting it from the final checkpoint")
+            return "resume"
+        return "keep"
+    return "resume" if status == "running" else "fresh"
 
 
 def stage_evaluate(grid: Grid, arm: str, progress: bool = True, **_) -> None:
-    """Evaluate every seed of ``arm`` (a run that did not train is recorded as failed, not skipped)."""
+    """Evaluate every seed of ``arm`` (a run that did not train, or whose trained files cannot be read, is
+    recorded as failed with the reason, not skipped). Each run's training and evaluation directories are
+    locked while it is evaluated."""
     from harness.config import load_config
     from harness.evaluate import EvaluationFailed, evaluate_run
-    from harness.runs import read_status, write_status
+    from harness.runs import clear_run_dir, read_status, remove_run_dir, run_lock, write_status
 
     _check_arm(grid, arm)
     arm_root = RUNS_ROOT / "eval" / arm
-    if arm_root.exists():
-        shutil.rmtree(arm_root)
+    wanted = {eval_dir(arm, seed).name for seed in grid.seeds}
+    if arm_root.is_dir():  # evaluations of seeds no longer in the grid
+        for old in arm_root.iterdir():
+            if old.name not in wanted:
+                remove_run_dir(old, command=f"softbench stage evaluate --arm {arm}")
     for seed in grid.seeds:
         rid, tdir, out_dir = run_id(arm, seed), train_dir(arm, seed), eval_dir(arm, seed)
-        status = read_status(tdir)
-        if not (tdir / "model.pt").is_file():
-            reason = status.get("reason") or f"training did not finish (status {status['status']!r})"
-            write_status(out_dir, "failed", reason=reason, epoch=status.get("epoch"))
-            _log(f"{rid}: not evaluated: {reason}")
-            continue
-        config = _eval_config(grid, load_config(tdir / "config.yaml"))
-        try:
-            evaluate_run(tdir, progress=progress, config=config, out_dir=out_dir)
-        except EvaluationFailed as exc:  # non-finite metric, recorded as failed; other errors stop the stage
-            _log(f"{rid}: evaluation FAILED and is recorded as failed: {exc}")
-        else:
-            _log(f"{rid}: evaluated")
+        with run_lock(out_dir, command=f"softbench stage evaluate --arm {arm}"):
+            clear_run_dir(out_dir)
+            try:
+                if not (tdir / "model.pt").is_file():
+                    status = read_status(tdir)
+                    reason = status.get("reason") or f"training did not finish (status {status['status']!r})"
+                    write_status(out_dir, "failed", reason=reason, epoch=status.get("epoch"))
+                    _log(f"{rid}: not evaluated: {reason}")
+                    continue
+                config = _eval_config(grid, load_config(tdir / "config.yaml"))
+                evaluate_run(tdir, progress=progress, config=config, out_dir=out_dir)
+            except EvaluationFailed as exc:  # non-finite metric, recorded as failed; other errors stop the stage
+                _log(f"{rid}: evaluation FAILED and is recorded as failed: {exc}")
+            except (FileFormatError, ConfigError) as exc:  # a trained file that cannot be read: listed, not lost
+                write_status(out_dir, "failed", reason=str(exc))
+                _log(f"{rid}: not evaluated: {exc}")
+            else:
+                _log(f"{rid}: evaluated")
 
 
 def stage_results(grid: Grid, **_) -> None:
+    """Every arm x seed of the grid into ``reports/results.csv``; runs that are not complete are listed
+    (status and reason, naming the file) on stderr and in the table, never dropped."""
     from harness.results import collect_results, write_results
 
     df = collect_results(grid, RUNS_ROOT)
     path = write_results(df, REPORTS_ROOT / "results.csv")
     bad = df[df["status"] != "complete"].drop_duplicates("run_id")
     _log(f"results: {path} ({df['run_id'].nunique()} runs, {len(bad)} not complete)")
+    for rid, status, reason in zip(bad["run_id"], bad["status"], bad["reason"]):
+        _log(f"  {rid}: {status}: {reason}")
 
 
 def stage_stats(grid: Grid, **_) -> None:

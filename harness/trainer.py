@@ -30,6 +30,7 @@ from harness.io import FileFormatError, atomic_write_text, bad_file, provenance,
 from harness.loss import label_smoothing_targets_other, label_smoothing_targets_uniform, soft_cross_entropy
 from harness.pipeline_builder import build_pipeline
 from harness.runs import (
+    LOCK_FILE,
     RESULT_FILES,
     check_run_dir_path,
     load_torch,
@@ -202,14 +203,15 @@ def train(
         raise ConfigError(f"--resume: no checkpoint at {ckpt_path}: {run_dir} does not exist; "
                           "run without --resume to start the run")
     check_buildable(config)
+    started = (run_dir / LOCK_FILE).exists()  # a writer worked here before (possibly killed at once)
     with run_lock(run_dir, command=f"train (seed {config.seed})"):
-        ckpt = _start_state(config, run_dir, resume)
+        ckpt = _start_state(config, run_dir, resume, started)
         return _train_locked(config, run_dir, ckpt, progress=progress, evaluate=evaluate,
                              stop_after_epochs=stop_after_epochs, nan_at_step=nan_at_step,
                              extra_files=extra_files or {})
 
 
-def _start_state(config: TrainConfig, run_dir: Path, resume: bool) -> dict | None:
+def _start_state(config: TrainConfig, run_dir: Path, resume: bool, started: bool) -> dict | None:
     """Under the run's lock: the checkpoint to resume from (None: start afresh), or a ConfigError."""
     ckpt_path = run_dir / "checkpoint.pt"
     results = [name for name in RESULT_FILES if (run_dir / name).exists()]
@@ -227,18 +229,19 @@ def _start_state(config: TrainConfig, run_dir: Path, resume: bool) -> dict | Non
         if results:
             raise ConfigError(f"--resume: no checkpoint at {ckpt_path}, but {run_dir} holds results ({results}) "
                               "that a resume cannot rebuild; choose another --out or delete the run")
-        if not ((run_dir / "status.json").exists() or (run_dir / "config.yaml").exists()):
+        if not (started or (run_dir / "status.json").exists() or (run_dir / "config.yaml").exists()):
             raise ConfigError(f"--resume: no checkpoint at {ckpt_path}: {run_dir} holds no run to resume; "
                               "run without --resume to start one")
         _log(f"{run_dir}: the run stopped before its first checkpoint; starting it afresh")
     else:
         try:
             status = read_status(run_dir)["status"]
+            said = f"status {status!r}"
         except FileFormatError as exc:
-            status = f"unreadable: {exc}"
+            status, said = "unreadable", f"unreadable status: {exc}"
         if results or status == "complete":
             raise ConfigError(
-                f"run directory {run_dir} already holds a run (status {status!r}; results {results}); "
+                f"run directory {run_dir} already holds a run ({said}; results {results}); "
                 "use --resume to continue it or choose another --out"
             )
         if status != "missing":
