@@ -691,6 +691,8 @@ def _show(x: float, metric: str, signed: bool = True, difference: bool = True) -
         return "nan" if x is None or math.isnan(x) else ("+inf" if x > 0 else "-inf")
     v = x * display_scale(metric)
     unit = display_unit(metric, difference=difference)
+    if v == 0:
+        return "0" + (f" {unit}" if unit else "")
     return (f"{v:+.3g}" if signed else f"{v:.3g}") + (f" {unit}" if unit else "")
 
 
