@@ -30,7 +30,8 @@ def _check_confidence(confidence: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must lie in [0, 1], got a value of {value}")
 
 
-def soft_targets(labels: torch.Tensor, confidence: torch.Tensor | float, num_classes: int) -> torch.Tensor:
+def soft_targets(labels: torch.Tensor, confidence: torch.Tensor | float, num_classes: int, *,
+                 validate: bool = True) -> torch.Tensor:
     """Soft target matrix [N, K] for integer ``labels`` [N] and per-sample ``confidence``.
 
     Args:
@@ -38,6 +39,11 @@ def soft_targets(labels: torch.Tensor, confidence: torch.Tensor | float, num_cla
         confidence: float tensor [N] (or a python float for every sample) with values in [0, 1];
             the probability mass put on the true class.
         num_classes: K >= 2.
+        validate: check label range and confidence range (default). These checks read values back
+            from the device (a host synchronisation); the trainer's per-step call passes ``False``
+            because its labels are checked once when the dataset is loaded and its confidences come
+            from :func:`combine_confidences` (in [1/K, 1] by construction). Types and shapes are
+            always checked (no synchronisation).
 
     Returns:
         float tensor [N, K] (dtype of ``confidence``, float32 for a python float) on the
@@ -51,7 +57,7 @@ def soft_targets(labels: torch.Tensor, confidence: torch.Tensor | float, num_cla
         raise TypeError(f"labels must be an integer tensor, got dtype={labels.dtype}")
     if labels.ndim != 1:
         raise ValueError(f"labels must have shape [N], got shape={tuple(labels.shape)}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
+    if validate and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
         raise ValueError(
             f"labels must lie in [0, {k - 1}] for num_classes={k}, got min={int(labels.min())}, "
             f"max={int(labels.max())}"
@@ -62,7 +68,10 @@ def soft_targets(labels: torch.Tensor, confidence: torch.Tensor | float, num_cla
         raise ValueError(
             f"confidence must have the same shape as labels {tuple(labels.shape)}, got {tuple(confidence.shape)}"
         )
-    _check_confidence(confidence, "confidence")
+    if validate:
+        _check_confidence(confidence, "confidence")
+    elif not confidence.is_floating_point():
+        raise TypeError(f"confidence must be a floating-point tensor, got dtype={confidence.dtype}")
     confidence = confidence.to(labels.device)
     off = ((1.0 - confidence) / (k - 1)).unsqueeze(1)
     targets = off.expand(labels.shape[0], k).clone()
@@ -71,7 +80,8 @@ def soft_targets(labels: torch.Tensor, confidence: torch.Tensor | float, num_cla
 
 
 def combine_confidences(
-    confidences: Sequence[torch.Tensor] | torch.Tensor, num_classes: int, rule: str = "product"
+    confidences: Sequence[torch.Tensor] | torch.Tensor, num_classes: int, rule: str = "product", *,
+    validate: bool = True,
 ) -> torch.Tensor:
     """Combine per-stage confidences into one confidence per sample, floored at chance.
 
@@ -81,6 +91,8 @@ def combine_confidences(
         num_classes: K >= 2; the result is floored at 1/K.
         rule: ``"product"`` (the reference: c = prod_s c_s, METHOD §1.3) or ``"min"``
             (the most damaging stage decides).
+        validate: check that every confidence lies in [0, 1] (default; a host synchronisation).
+            Augmentation stages, whose confidences come from validated mappings, pass ``False``.
 
     Returns:
         float tensor [N] with values in [1/K, 1].
@@ -107,6 +119,7 @@ def combine_confidences(
         raise ValueError(f"confidences must be [S, N] or a sequence of [N] tensors, got {tuple(stacked.shape)}")
     if stacked.shape[0] == 0:
         raise ValueError("confidences must hold at least one stage, got S=0")
-    _check_confidence(stacked, "confidences")
+    if validate:
+        _check_confidence(stacked, "confidences")
     combined = stacked.prod(dim=0) if rule == "product" else stacked.amin(dim=0)
     return combined.clamp(min=1.0 / k)

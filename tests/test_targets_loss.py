@@ -235,3 +235,31 @@ def test_soft_ce_bad_input():
         soft_cross_entropy(torch.zeros(2, 3), torch.full((2, 3), 1 / 3), weights=torch.ones(3))
     with pytest.raises(ValueError, match="eps"):
         label_smoothing_targets_other(torch.tensor([0]), 1.5, 3)
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.integers(2, 12), st.integers(0, 30), st.integers(0, 2**31 - 1))
+def test_unvalidated_hot_path_gives_the_same_targets(k, n, seed):
+    """validate=False (the trainer's per-step call: no device read-back) changes nothing for valid input."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, k, (n,), generator=g)
+    conf = torch.rand(n, generator=g)
+    torch.testing.assert_close(soft_targets(labels, conf, k, validate=False), soft_targets(labels, conf, k),
+                               rtol=0, atol=0)
+    stages = torch.rand(3, n, generator=g)
+    for rule in ("product", "min"):
+        torch.testing.assert_close(combine_confidences(stages, k, rule, validate=False),
+                                   combine_confidences(stages, k, rule), rtol=0, atol=0)
+
+
+def test_validation_is_what_validate_switches():
+    labels = torch.tensor([0, 3])
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
+        soft_targets(labels, torch.tensor([0.9, 0.9]), 3)
+    with pytest.raises(ValueError, match=r"confidence must lie in \[0, 1\]"):
+        soft_targets(torch.tensor([0, 1]), torch.tensor([0.9, 1.5]), 3)
+    # shape and dtype are still checked without validation (no device read needed)
+    with pytest.raises(TypeError, match="floating-point"):
+        soft_targets(torch.tensor([0, 1]), torch.tensor([1, 1]), 3, validate=False)
+    with pytest.raises(ValueError, match="same shape"):
+        soft_targets(torch.tensor([0, 1]), torch.tensor([0.5]), 3, validate=False)
