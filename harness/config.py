@@ -33,6 +33,9 @@ from typing import Any
 
 import yaml
 
+from harness.datasets import DATASETS
+from harness.models import _BUILDERS, MODELS
+
 __all__ = ["StageConfig", "TrainConfig", "STAGE_KINDS", "load_config", "apply_overrides", "ConfigError", "YamlLoader",
            "load_yaml", "yaml_error_text"]
 
@@ -210,9 +213,6 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
-        from harness.datasets import DATASETS
-        from harness.models import MODELS
-
         if self.dataset not in DATASETS:
             _fail("dataset", self.dataset, f"one of {list(DATASETS)}")
         if self.data_source is not None and not isinstance(self.data_source, str):
@@ -295,8 +295,6 @@ class TrainConfig:
 
 def _model_kwargs_allowed(model: str) -> frozenset[str]:
     """The keyword arguments model ``model`` accepts (the registry's table in :mod:`harness.models`)."""
-    from harness.models import _BUILDERS
-
     return _BUILDERS[model][1]
 
 

@@ -96,6 +96,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
 
 from harness.download import DownloadError, Remote, fetch, fetch_and_extract
 from harness.paths import raw_data_dir, repo_root, shared_data_dir
@@ -292,8 +295,6 @@ class ArrayDataset:
 
     def to_tensors(self, device: Any = "cpu"):
         """``(images uint8 [N, C, H, W], labels int64 [N])`` as new torch tensors on ``device``."""
-        import torch
-
         images = torch.from_numpy(np.ascontiguousarray(self.images.transpose(0, 3, 1, 2)))
         labels = torch.from_numpy(self.labels.copy())
         return images.to(device), labels.to(device)
@@ -901,9 +902,6 @@ def _jpegs(folder: Path) -> list[Path]:
 
 
 def _decode_images(paths: list[Path], size: int, desc: str) -> np.ndarray:
-    from PIL import Image
-    from tqdm import tqdm
-
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
 
     def decode(i: int) -> None:

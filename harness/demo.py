@@ -17,12 +17,14 @@ CIFAR-style ``.npz`` (``images`` uint8 [N, H, W, 3]) when ``images_npz`` is give
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import skimage.data
 import torch
 from torchvision.transforms.v2 import functional as F
 
@@ -61,8 +63,6 @@ def load_demo_images(size: int = 64, images_npz: str | os.PathLike | None = None
         if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
             raise ValueError(f"images_npz: 'images' must be uint8 [N, H, W, 3], got {arr.dtype} {arr.shape}")
         return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
-    import skimage.data
-
     out = []
     for i in range(count):
         img = getattr(skimage.data, _SKIMAGE_PHOTOS[i % len(_SKIMAGE_PHOTOS)])()
@@ -144,8 +144,6 @@ def _plot_grid(rows, path: Path, title: str) -> None:
                 ax.set_title(text, fontsize=6.5)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)

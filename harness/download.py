@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from tqdm.auto import tqdm
+
 __all__ = [
     "URL_ENV",
     "MD5_ENV",
@@ -45,7 +47,7 @@ URL_ENV = "SOFTBENCH_DATA_URL_{key}"
 MD5_ENV = "SOFTBENCH_DATA_MD5_{key}"
 
 
-# torchvision (~1.6 s), tqdm and urllib.request are imported only when something is downloaded: every
+# torchvision (~1.6 s) and urllib.request are imported only when something is downloaded: every
 # pipeline stage imports this module (through harness.datasets and the grid check), few download.
 def _tv_utils():
     """``torchvision.datasets.utils`` (the downloader, ``calculate_md5``, ``extract_archive``)."""
@@ -122,8 +124,6 @@ def verify_file(path: str | os.PathLike, remote: Remote) -> None:
 
 def _copy_local(src: Path, dst: Path) -> None:
     """Copy a ``file://`` source with a progress bar (torchvision's downloader handles only network URLs)."""
-    from tqdm.auto import tqdm
-
     with open(src, "rb") as fin, open(dst, "wb") as fout, tqdm(total=src.stat().st_size, unit="B",
                                                                 unit_scale=True, desc=src.name) as bar:
         for block in iter(lambda: fin.read(1 << 22), b""):

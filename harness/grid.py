@@ -22,7 +22,12 @@ from typing import Any
 
 import yaml
 
+import mappings
 from harness.config import ConfigError, TrainConfig, apply_overrides, load_yaml, yaml_error_text
+from harness.datasets import DATASET_SPECS, DATASETS
+from harness.fit_mappings import FALLBACKS
+from harness.pipeline_builder import build_pipeline
+from harness.stats_spec import validate_stats_spec
 from harness.io import FileFormatError, atomic_write_text, read_json
 
 __all__ = ["Grid", "load_grid", "arm_config", "use_grid", "list_grids", "run_id", "train_dir", "eval_dir",
@@ -160,8 +165,6 @@ def _section(raw: dict, key: str, allowed) -> dict:
 
 def _validate_fit(fit: dict) -> None:
     """The ``fit:`` section's values (the fit stages run late; a bad value must stop the grid up front)."""
-    from harness.fit_mappings import FALLBACKS
-
     if "fallback" in fit and fit["fallback"] not in FALLBACKS:
         _fail("fit.fallback", fit["fallback"], f"one of {list(FALLBACKS)}")
     for key, minimum in (("n_images", 1), ("n_boot", 10), ("proxy_epochs", 1)):
@@ -174,8 +177,6 @@ def _validate_fit(fit: dict) -> None:
 
 
 def _validate(raw: Any, source: str) -> Grid:
-    from harness.datasets import DATASETS
-
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: must hold a mapping of params, got {type(raw).__name__}")
     unknown = sorted(set(raw) - _TOP_KEYS)
@@ -213,8 +214,6 @@ def _validate(raw: Any, source: str) -> Grid:
     evaluation = _section(raw, "evaluation", {*_EVAL_KEYS, "corruption_source"})
     fit = _section(raw, "fit", _FIT_KEYS)
     _validate_fit(fit)
-    from harness.stats_spec import validate_stats_spec
-
     try:
         stats_spec = validate_stats_spec(raw.get("stats"), {n: a for n, a in arms.items()})
     except ValueError as exc:
@@ -236,9 +235,6 @@ def _validate(raw: Any, source: str) -> Grid:
                 seeds=tuple(seeds), run_arms=tuple(run_arms), base=dict(raw["base"]), evaluation=dict(evaluation),
                 arms=arms, reference_comparable=rc, fit=dict(fit), stats=stats_spec,
                 raw=raw, download=download, corruption_source=corruption_source)
-    from harness.datasets import DATASET_SPECS
-    from harness.pipeline_builder import build_pipeline
-
     k = DATASET_SPECS[grid.dataset].num_classes
     for a in run_arms:  # every trained cell must build (fitted mappings are resolved when training)
         cfg = arm_config(grid, a, seeds[0], resolve_fitted=False)
@@ -264,8 +260,6 @@ def load_grid(path: str | Path = "params.yaml") -> Grid:
 
 
 def _resolve_mapping(value: Any, grid: Grid, where: str, resolve: bool) -> Any:
-    import mappings  # torch-heavy; only needed when a fitted mapping is resolved
-
     if isinstance(value, str) and value.startswith("fitted:"):
         source = value.split(":", 1)[1]
         if source not in FITTED_SOURCES:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from harness.corruptions import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
@@ -388,8 +389,6 @@ def summarize_corruptions(
         * for ``"mean19"``: ``mean19`` (mean of the 19 per-corruption accuracies; the reference paper's
           number, METHOD.md §4.5).
     """
-    import pandas as pd
-
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
     if isinstance(means, str):

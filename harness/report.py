@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import mappings
 from harness.augment.space import SIGNED_OPS, TA_OPS, op_id
 from harness.io import atomic_write_bytes, atomic_write_text
 from harness.metrics import confidence_bin_sums
@@ -313,8 +314,6 @@ def _mapping_figures(fit_dirs: Mapping[str, str | Path] | None) -> tuple[list[_F
     if not fit_dirs:
         return [], ["No mapping-fit directory was given (`fit_dirs`), so the human-data mapping curves are "
                     "not shown."]
-    import mappings
-
     figs, notes = [], []
     grid = np.linspace(0.0, 1.0, 101)
     for label in sorted(fit_dirs):

@@ -28,6 +28,7 @@ from typing import Self
 from harness.io import atomic_open
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from harness.corruptions.registry import (
     CORRUPTIONS,
@@ -101,8 +102,6 @@ def make_corrupted_set(
     Otherwise the set is (re)built and atomically replaces the file. Images are processed in chunks of
     ``chunk_size`` (results do not depend on it, see ``corrupt(first_index=...)``).
     """
-    from tqdm.auto import tqdm
-
     batch, single = _check_images(images)
     if single:
         raise ValueError(f"images must be a batch [N, H, W, 3], got a single image {images.shape}")

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from harness.corruptions.registry import CORRUPTIONS, _check_name, _check_severity
 from harness.download import ChecksumMismatchError, DownloadError, Remote, fetch_and_extract
@@ -278,8 +279,6 @@ def load_tinyimagenet_c(
 
     Returns ``(images uint8 [M, H, W, 3], labels int64 [M])``.
     """
-    from PIL import Image
-
     name = _check_name(name)
     severity = _check_severity(severity)
     d = _find_tiny_dir(Path(root), name, severity)
