@@ -36,7 +36,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from harness import metrics as M
 from harness.config import TrainConfig, load_config
+from harness.corruptions import CORRUPTIONS, corrupted_test_set
+from harness.datasets import ArrayDataset, _ranked, load_dataset
+from harness.inference import op_accuracy, op_settings, predict_probs
+from harness.run_model import load_run_model, resolve_device
 from harness.runs import check_run_dir_path, read_status, run_lock, save_npz, write_json, write_status
 
 __all__ = ["evaluate_run", "predict_probs", "stratified_indices", "corruption_subset", "EvaluationFailed"]
@@ -55,8 +60,6 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     then rank 1, ... until ``n`` rows, so class counts differ by at most one (classes with too
     few rows contribute all they have). ``n`` must be in ``[1, len(labels)]``.
     """
-    from harness.datasets import _ranked
-
     labels = np.asarray(labels)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= labels.size:
         raise ValueError(f"n must be an int in [1, {labels.size}] (the number of labels), got {n!r}")
@@ -69,25 +72,6 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(order[:n])
 
 
-@torch.no_grad()
-def predict_probs(model: torch.nn.Module, images_u8: torch.Tensor, device: torch.device, batch_size: int,
-                  precision: str = "auto", channels_last: bool = True) -> np.ndarray:
-    """Softmax probabilities (float32 numpy [N, K]) for uint8 images [N, C, H, W]."""
-    model.eval()
-    out = []
-    for start in range(0, images_u8.shape[0], batch_size):
-        x = images_u8[start:start + batch_size].to(device).float().div_(255.0)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if precision == "fp32":
-            logits = model(x)
-        else:
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                logits = model(x)
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
-    return torch.cat(out).numpy()
-
-
 def _row(metric: str, value: float, corruption: str | None = None, severity: int | None = None) -> dict:
     return {"metric": metric, "corruption": corruption, "severity": severity, "value": float(value)}
 
@@ -96,8 +80,6 @@ def corruption_subset(test, n: int | None):
     """``(dataset, indices)``: the class-stratified evaluation subset of ``n`` test images (all when
     ``n`` is None or covers the test set). The subset is named ``<name>_strat<n>`` so its corruption
     cache never mixes with the full test set's."""
-    from harness.datasets import ArrayDataset
-
     total = len(test)
     n = total if n is None else min(int(n), total)
     if n >= total:
@@ -107,21 +89,11 @@ def corruption_subset(test, n: int | None):
 
 
 def _op_accuracy_rows(model, images: torch.Tensor, y: np.ndarray, k: int, bins, device, config) -> list[dict]:
-    from harness.augment.batch_trivial import BatchSoftAugment
-    from harness.augment.space import TA_OPS, magnitude_bins, op_id
-
-    aug = BatchSoftAugment(k, hard=True)
-    rows = []
-    for op in TA_OPS:
-        mags = magnitude_bins(op)
-        for b in bins:
-            if mags is None and b != bins[0]:
-                continue  # magnitude-free ops: one measurement
-            mag = 0.0 if mags is None else float(mags[b])
-            x, _ = aug.apply(images, torch.full((len(y),), op_id(op)), torch.full((len(y),), mag))
-            p = predict_probs(model, x, device, config.eval_batch_size, config.precision, config.channels_last)
-            rows.append(_row("op_accuracy", float((p.argmax(1) == y).mean()), op, int(b)))
-    return rows
+    """``op_accuracy`` rows: every TrivialAugment op at every bin of ``bins`` (see the module doc)."""
+    settings = op_settings(bins)
+    accs = op_accuracy(model, images, y, settings, device=device, batch_size=config.eval_batch_size,
+                       precision=config.precision, channels_last=config.channels_last, num_classes=k)
+    return [_row("op_accuracy", acc, s.op, s.bin) for s, acc in zip(settings, accs)]
 
 
 def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainConfig | None = None,
@@ -140,10 +112,6 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
 
 def _evaluate_locked(run_dir: Path, out_dir: Path, *, progress: bool, config: TrainConfig | None,
                      device: torch.device | None) -> list[dict]:
-    from harness import metrics as M
-    from harness.datasets import load_dataset
-    from harness.trainer import load_run_model, resolve_device
-
     if not (run_dir / "model.pt").is_file():
         raise FileNotFoundError(f"evaluate: no trained model at {run_dir / 'model.pt'} "
                                 f"(status: {read_status(run_dir)['status']})")
@@ -173,8 +141,6 @@ def _evaluate_locked(run_dir: Path, out_dir: Path, *, progress: bool, config: Tr
                                   tuple(config.op_eval_bins), device, config)
 
     if config.corruptions:
-        from harness.corruptions import CORRUPTIONS, corrupted_test_set
-
         corr = corrupted_test_set(test_sub, n=n, severities=config.corruption_severities, seed=0,
                                   root=config.corruption_cache, progress=progress)
         try:
