@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# Import order, not laziness: the op table (harness.augment.ops) takes its op names from
+# mappings.ops, and while mappings/__init__ still imports harness.augment.space (until issue 10
+# part A makes mappings a leaf) mappings must be initialised before the table is.
+import mappings  # noqa: F401
 from harness._lazy import lazy_exports
 
 # name -> module; imported on first access so that importing a light submodule
@@ -27,6 +31,10 @@ _EXPORTS: dict[str, str] = {
     "SoftRandomErasing": "harness.augment.erasing",
     "SoftTrivialAugment": "harness.augment.trivial",
     "TA_OPS": "harness.augment.space",
+    "TA_TABLE": "harness.augment.ops",
+    "TAOp": "harness.augment.ops",
+    "SampleStage": "harness.augment._common",
+    "BatchStage": "harness.augment._common",
     "apply_ta_op": "harness.augment.trivial",
     "magnitude_bins": "harness.augment.space",
     "op_id": "harness.augment.space",
@@ -54,6 +62,8 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from harness.augment.erasing import SoftRandomErasing
     from harness.augment.trivial import SoftTrivialAugment
     from harness.augment.space import TA_OPS
+    from harness.augment.ops import TA_TABLE, TAOp
+    from harness.augment._common import BatchStage, SampleStage
     from harness.augment.trivial import apply_ta_op
     from harness.augment.space import magnitude_bins
     from harness.augment.space import op_id

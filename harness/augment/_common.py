@@ -1,19 +1,40 @@
-"""Shared validation helpers and provenance records for every augmentation stage.
+"""The stage protocol, provenance records and validation helpers shared by every augmentation stage.
 
-Every stage (TrivialAugment, Random Erasing, noise, soft crop) reports per-sample
-provenance in the same shape so that the trainer can combine confidences without
-knowing which stage produced them.
+Every stage (TrivialAugment, Random Erasing, noise, soft crop, and the hard flip / pad-crop)
+follows one protocol, in a per-sample and a batched form:
+
+=========================================  ==============================================================
+per-sample (:class:`SampleStage`)          batched (:class:`BatchStage`)
+=========================================  ==============================================================
+``sample_params(image) -> dict``           ``sample_params(n, height, width, device=None,
+(global torch RNG, torchvision's order;    generator=None) -> dict`` (drawn from ``generator`` on its
+``make_params`` is the same method)        device, returned on ``device``)
+``apply(image, **params)``                 ``apply(images, **params, generator=None)``
+``-> (image, AugmentInfo)``                ``-> (images, BatchAugmentInfo)`` (``generator`` only for
+                                           draws that are not parameters, e.g. the erasing fill)
+``forward(image)`` = ``apply(image,        ``forward(images, generator=None)`` = ``apply(images,
+**sample_params(image))``                  **sample_params(n, H, W, images.device, generator),
+                                           generator=generator)``
+=========================================  ==============================================================
+
+and reports per-sample provenance in the same shape (:class:`AugmentInfo`,
+:class:`BatchAugmentInfo`) so that the trainer can combine confidences without knowing which
+stage produced them. ``stage`` (a class attribute) is the stage's kind name in a config.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 
 __all__ = [
     "AugmentInfo",
     "BatchAugmentInfo",
+    "SampleStage",
+    "BatchStage",
     "check_image",
     "check_batch",
     "check_num_classes",
@@ -65,6 +86,56 @@ class BatchAugmentInfo:
     magnitudes: torch.Tensor
     severities: torch.Tensor
     confidences: torch.Tensor
+
+
+class SampleStage(nn.Module):
+    """Per-sample stage protocol (see the module docstring): subclasses define ``stage``,
+    :meth:`sample_params` and :meth:`apply`."""
+
+    stage: str = ""
+
+    def sample_params(self, image: torch.Tensor) -> dict[str, Any]:  # pragma: no cover - abstract
+        """Draw this sample's parameters from the global torch RNG."""
+        raise NotImplementedError
+
+    def make_params(self, image: torch.Tensor) -> dict[str, Any]:
+        """torchvision v2's name for :meth:`sample_params`."""
+        return self.sample_params(image)
+
+    def apply(self, image: torch.Tensor, **params: Any) -> tuple[torch.Tensor, AugmentInfo]:  # pragma: no cover
+        """Apply the given parameters to one image ``[C, H, W]``."""
+        raise NotImplementedError
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, AugmentInfo]:
+        image = check_image(image)
+        return self.apply(image, **self.sample_params(image))
+
+
+class BatchStage(nn.Module):
+    """Batched stage protocol (see the module docstring): subclasses define ``stage``,
+    :meth:`sample_params` and :meth:`apply`."""
+
+    stage: str = ""
+
+    def sample_params(
+        self, n: int, height: int, width: int, device: Any = None, generator: torch.Generator | None = None
+    ) -> dict[str, Any]:  # pragma: no cover - abstract
+        """Draw the parameters of ``n`` samples of size ``height x width``."""
+        raise NotImplementedError
+
+    def apply(
+        self, images: torch.Tensor, generator: torch.Generator | None = None, **params: Any
+    ) -> tuple[torch.Tensor, BatchAugmentInfo]:  # pragma: no cover - abstract
+        """Apply per-sample parameters to a batch ``[N, C, H, W]``."""
+        raise NotImplementedError
+
+    def forward(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, BatchAugmentInfo]:
+        images = check_batch(images)
+        n, _, height, width = images.shape
+        params = self.sample_params(n, height, width, images.device, generator)
+        return self.apply(images, **params, generator=generator)
 
 
 def max_value(dtype: torch.dtype) -> float:

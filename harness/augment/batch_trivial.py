@@ -3,12 +3,14 @@
 :class:`BatchSoftAugment` draws an independent op, magnitude bin and sign for every
 sample of a batch ``[N, C, H, W]`` from an explicit ``torch.Generator`` and applies them
 without a Python loop over samples: samples are grouped by op (one host sync for the
-group sizes), all geometric samples (ShearX/Y, TranslateX/Y, Rotate) share ONE
-``grid_sample`` call with per-sample inverse affine matrices, and the colour ops use
-per-sample factors of shape ``[n, 1, 1, 1]`` (:mod:`harness.augment.batched_ops`; the
-torchvision kernels cannot be used directly because they take one scalar parameter per
-call). AutoContrast and Equalize are per-image by construction, so torchvision's
-``F.autocontrast`` / ``F.equalize`` are called once on their sub-batch.
+group sizes) and every group is handed to its row of the op table
+:data:`harness.augment.ops.TA_TABLE`: all geometric samples (the rows with an ``affine``
+builder: ShearX/Y, TranslateX/Y, Rotate) share ONE ``grid_sample`` call with per-sample
+inverse affine matrices, and the other rows' ``batch`` kernels take per-sample factors of
+shape ``[n, 1, 1, 1]`` (:mod:`harness.augment.batched_ops`; the torchvision kernels cannot be
+used directly because they take one scalar parameter per call). AutoContrast and Equalize
+are per-image by construction, so their rows call torchvision's ``F.autocontrast`` /
+``F.equalize`` once on their sub-batch.
 
 Semantics are those of :class:`harness.augment.trivial.SoftTrivialAugment` (NEAREST
 interpolation; zero fill unless ``fill`` is given). ``apply`` accepts any TA op, also one
@@ -68,90 +70,40 @@ loop (~16x).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import torch
-from torchvision.transforms.v2 import functional as F
 
-from harness.augment import batched_ops as B
-from harness.augment._common import BatchAugmentInfo, check_batch, check_num_classes, max_value
-from harness.augment.space import (
-    GEOMETRIC_OPS,
-    SIGNED_OPS,
-    TA_OPS,
-    magnitude_bins,
-    op_id,
-    severity_from_magnitude,
-)
-from harness.augment.trivial import convert_fill, check_num_bins, resolve_mapping, validate_ops
+from harness.augment._common import BatchAugmentInfo, BatchStage, check_batch
+from harness.augment.ops import TA_TABLE, geometric, invalid_magnitudes, severity_from_magnitude
+from harness.augment.ta_base import TrivialAugmentBase
 
 __all__ = ["BatchSoftAugment"]
 
-_NUM_OPS = len(TA_OPS)
-_ID = {name: i for i, name in enumerate(TA_OPS)}
-_GEO_IDS = sorted(_ID[name] for name in GEOMETRIC_OPS)
-assert _GEO_IDS == list(range(_GEO_IDS[0], _GEO_IDS[-1] + 1)), "geometric ops must be contiguous in TA_OPS"
-_FACTOR_OPS = ("Brightness", "Color", "Contrast", "Sharpness")
+_NUM_OPS = len(TA_TABLE)
+# the geometric rows are one contiguous id range (checked when the table is built)
+_GEO_IDS = [row.op_id for row in TA_TABLE if row.geometric]
+_GEO_FIRST, _GEO_LAST = _GEO_IDS[0], _GEO_IDS[-1]
 
 
-class BatchSoftAugment:
+class BatchSoftAugment(TrivialAugmentBase, BatchStage):
     """Soft TrivialAugmentWide for whole batches, with per-sample provenance.
 
-    Args:
-        num_classes: K >= 2.
-        mapping: a ``mappings.preset`` name or a MappingSet with ``num_classes == num_classes``
-            (None only with ``hard=True``).
-        hard: record provenance but report confidences of 1.0.
-        num_magnitude_bins: number of magnitude bins (31 = TrivialAugmentWide).
-        ops: optional subset of op names sampled uniformly (``selected_transforms``).
-        fill: fill of the geometric ops: None (zeros, TA's default), a number or one value
-            per channel, in the images' units.
+    Args: those of :class:`~harness.augment.ta_base.TrivialAugmentBase` (``num_classes``,
+    ``mapping``, ``hard``, ``num_magnitude_bins``, ``ops``, ``fill``).
 
-    Methods:
-        sample_params(n, device, generator=None) -> (op_ids int64 [n], magnitudes float32 [n])
-        apply(images, op_ids, magnitudes) -> (images, BatchAugmentInfo)
-        __call__(images, generator=None) -> (images, BatchAugmentInfo)
+    The batched stage protocol (:class:`~harness.augment._common.BatchStage`):
+        sample_params(n, height=None, width=None, device=None, generator=None)
+            -> {"op_ids": int64 [n], "magnitudes": float32 [n]}
+        apply(images, op_ids, magnitudes, generator=None) -> (images, BatchAugmentInfo)
+        forward(images, generator=None) -> (images, BatchAugmentInfo)
     """
 
-    stage = "trivial_augment"
-
-    def __init__(
-        self,
-        num_classes: int,
-        mapping: Any = "polynomial_chance",
-        *,
-        hard: bool = False,
-        num_magnitude_bins: int = 31,
-        ops: Sequence[str] | None = None,
-        fill: float | Sequence[float] | None = None,
-    ) -> None:
-        self.num_classes = check_num_classes(num_classes)
-        self.hard = bool(hard)
-        self.num_magnitude_bins = check_num_bins(num_magnitude_bins)
-        self.ops = validate_ops(ops)
-        self.fill = convert_fill(fill)
-        self.mapping = resolve_mapping(mapping, self.num_classes, self.hard)
-        # Sampling tables (CPU; moved to the generator's device on first use).
-        table = torch.zeros(_NUM_OPS, num_magnitude_bins, dtype=torch.float32)
-        for name in TA_OPS:
-            mags = magnitude_bins(name, num_magnitude_bins)
-            if mags is not None:
-                table[_ID[name]] = mags.to(torch.float32)
-        self._table = table
-        self._signed = torch.tensor([name in SIGNED_OPS for name in TA_OPS])
-        self._op_lookup = torch.tensor([op_id(name) for name in self.ops], dtype=torch.int64)
-        self._device_tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(num_classes={self.num_classes}, hard={self.hard}, "
-            f"num_magnitude_bins={self.num_magnitude_bins}, ops={list(self.ops)}, fill={self.fill})"
-        )
+    def extra_repr(self) -> str:
+        return f"{self._repr_fields()}, fill={self.fill}"
 
     # ------------------------------------------------------------------ sampling
 
     def _tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The sampling tables on ``device`` (copied once per device)."""
         tables = self._device_tables.get(device)
         if tables is None:
             tables = (self._table.to(device), self._signed.to(device), self._op_lookup.to(device))
@@ -159,19 +111,25 @@ class BatchSoftAugment:
         return tables
 
     def sample_params(
-        self, n: int, device: torch.device | str | None = None, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        n: int,
+        height: int | None = None,
+        width: int | None = None,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Draw an independent op, magnitude bin and sign for each of ``n`` samples.
 
         Draws (op index, then bin, then sign uniform) happen on the generator's device
         (the default CPU generator when ``generator`` is None) and are then moved to
         ``device`` (default: the generator's device), so a CPU generator gives identical
         parameters for CPU and CUDA data. Magnitude-free ops get magnitude 0.0; signed ops
-        are negated when their uniform draw is ``<= 0.5`` (as torchvision).
+        are negated when their uniform draw is ``<= 0.5`` (as torchvision). ``height`` and
+        ``width`` are not needed (the draws do not depend on the image size).
 
         Returns:
-            ``(op_ids, magnitudes)``: int64 [n] indices into ``TA_OPS`` and float32 [n]
-            signed magnitudes, on ``device``.
+            ``{"op_ids": int64 [n] indices into TA_OPS, "magnitudes": float32 [n] signed
+            magnitudes}``, on ``device``.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
@@ -184,7 +142,7 @@ class BatchSoftAugment:
         magnitudes = table[op_ids, bins]
         magnitudes = torch.where(signed[op_ids] & flip, -magnitudes, magnitudes)
         target = gen_device if device is None else torch.device(device)
-        return op_ids.to(target), magnitudes.to(target)
+        return {"op_ids": op_ids.to(target), "magnitudes": magnitudes.to(target)}
 
     # ------------------------------------------------------------------ validation
 
@@ -215,31 +173,16 @@ class BatchSoftAugment:
         mags = magnitudes.to(device=images.device, dtype=torch.float32)
         if n == 0:
             return ids, mags
-        # Domain checks (mirroring torchvision's own errors), gathered for ONE host sync.
+        # Domain checks (mirroring torchvision's own errors; the rows' ``invalid``), gathered
+        # for ONE host sync.
         bad_id = (ids < 0) | (ids >= _NUM_OPS)
-        safe = ids.clamp(0, _NUM_OPS - 1)
-        m64 = mags.to(torch.float64)
-        is_factor = torch.zeros_like(bad_id)
-        for name in _FACTOR_OPS:
-            is_factor |= safe == _ID[name]
-        bad_factor = is_factor & (1.0 + m64 < 0)
-        bad_bits = (safe == _ID["Posterize"]) & ((torch.trunc(m64) < 0) | (torch.trunc(m64) > 8))
-        bad_thr = (safe == _ID["Solarize"]) & (m64 > 1.0)
-        flags = torch.stack(
-            [bad_id.any(), (~torch.isfinite(mags)).any(), bad_factor.any(), bad_bits.any(), bad_thr.any()]
-        ).tolist()
-        if flags[0]:
-            raise ValueError(f"op_ids must lie in [0, {_NUM_OPS - 1}] (indices into TA_OPS)")
-        if flags[1]:
-            raise ValueError("magnitudes must be finite")
-        if flags[2]:
-            raise ValueError(
-                "magnitudes of Brightness/Color/Contrast/Sharpness must be >= -1 (factor 1 + m must be >= 0)"
-            )
-        if flags[3]:
-            raise ValueError("magnitudes of Posterize must give int(m) bits in [0, 8]")
-        if flags[4]:
-            raise ValueError("magnitudes of Solarize must be <= 1 (threshold as a fraction of the max value)")
+        rows = invalid_magnitudes(ids.clamp(0, _NUM_OPS - 1), mags.to(torch.float64))
+        checks = [(bad_id.any(), f"op_ids must lie in [0, {_NUM_OPS - 1}] (indices into TA_OPS)"),
+                  ((~torch.isfinite(mags)).any(), "magnitudes must be finite"), *rows]
+        flags = torch.stack([flag for flag, _ in checks]).tolist()
+        for flag, (_, message) in zip(flags, checks):
+            if flag:
+                raise ValueError(message)
         return ids, mags
 
     # ------------------------------------------------------------------ application
@@ -259,48 +202,30 @@ class BatchSoftAugment:
         sorted_images = images.index_select(0, order)
         sorted_ids = op_ids[order]
         sorted_mags = magnitudes[order]
-        bound = max_value(images.dtype)
         parts: list[torch.Tensor] = []
         start = 0
-        geo_first, geo_last = _GEO_IDS[0], _GEO_IDS[-1]
-        for i, name in enumerate(TA_OPS):
-            if geo_first < i <= geo_last:
+        for row in TA_TABLE:
+            if row.geometric and row.op_id != _GEO_FIRST:
                 continue  # processed together with the first geometric op
             # All geometric samples (contiguous op ids) at once: one grid, one grid_sample.
-            count = sum(counts[geo_first : geo_last + 1]) if i == geo_first else counts[i]
+            count = sum(counts[_GEO_FIRST : _GEO_LAST + 1]) if row.geometric else counts[row.op_id]
             if count == 0:
                 continue
             sl = slice(start, start + count)
             start += count
-            sub = sorted_images[sl]
             m64 = sorted_mags[sl].to(torch.float64)  # the python-float magnitudes torchvision sees
-            if i == geo_first:
-                res = B.geometric(sub, sorted_ids[sl], m64, fill=self.fill)
-            elif name == "Identity":
-                res = sub
-            elif name == "Brightness":
-                res = B.adjust_brightness(sub, 1.0 + m64)
-            elif name == "Color":
-                res = B.adjust_saturation(sub, 1.0 + m64)
-            elif name == "Contrast":
-                res = B.adjust_contrast(sub, 1.0 + m64)
-            elif name == "Sharpness":
-                res = B.adjust_sharpness(sub, 1.0 + m64)
-            elif name == "Posterize":
-                res = B.posterize(sub, torch.trunc(m64).to(torch.int64))
-            elif name == "Solarize":
-                res = B.solarize(sub, bound * m64)
-            elif name == "AutoContrast":
-                res = F.autocontrast(sub)
-            elif name == "Equalize":
-                res = F.equalize(sub)
-            else:  # pragma: no cover
-                raise AssertionError(name)
-            parts.append(res)
+            if row.geometric:
+                parts.append(geometric(sorted_images[sl], sorted_ids[sl], m64, fill=self.fill))
+            else:
+                parts.append(row.batch(sorted_images[sl], m64))
         return torch.cat(parts).index_select(0, inverse)
 
     def apply(
-        self, images: torch.Tensor, op_ids: torch.Tensor, magnitudes: torch.Tensor
+        self,
+        images: torch.Tensor,
+        op_ids: torch.Tensor,
+        magnitudes: torch.Tensor,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, BatchAugmentInfo]:
         """Deterministic entry point: apply op ``op_ids[i]`` at signed ``magnitudes[i]`` to image i.
 
@@ -308,6 +233,7 @@ class BatchSoftAugment:
             images: [N, C, H, W] uint8 or float (values in [0, 1]), C in {1, 3}; not modified.
             op_ids: integer [N], indices into ``TA_OPS`` (any op, also outside ``ops``).
             magnitudes: real [N], signed magnitudes in each op's unit (rounded to float32).
+            generator: unused (the protocol's signature; TrivialAugment draws nothing here).
 
         Returns:
             ``(images_out, info)``: output with the input's dtype, shape and device, and a
@@ -319,19 +245,8 @@ class BatchSoftAugment:
         out = self._transform(images, ids, mags)
         height, width = images.shape[-2:]
         severities = severity_from_magnitude(ids, mags, height, width)
-        if self.hard:
-            confidences = torch.ones_like(severities)
-        else:
-            confidences = self.mapping(ids, mags, severities).to(device=images.device, dtype=torch.float32)
         info = BatchAugmentInfo(
-            stage=self.stage, op_ids=ids, magnitudes=mags, severities=severities, confidences=confidences
+            stage=self.stage, op_ids=ids, magnitudes=mags, severities=severities,
+            confidences=self._confidences(ids, mags, severities),
         )
         return out, info
-
-    def __call__(
-        self, images: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, BatchAugmentInfo]:
-        """Sample per-sample parameters from ``generator`` and apply them (see :meth:`apply`)."""
-        images = check_batch(images)
-        op_ids, magnitudes = self.sample_params(images.shape[0], images.device, generator)
-        return self.apply(images, op_ids, magnitudes)

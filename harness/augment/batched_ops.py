@@ -4,13 +4,14 @@ Why hand-written: the ``torchvision.transforms.v2.functional`` kernels accept a 
 ``[N, C, H, W]`` but only ONE scalar parameter per call (one angle, one factor, one
 threshold for the whole batch). Calling them once per sample is a Python loop over the
 batch, which is what :class:`harness.augment.batch_trivial.BatchSoftAugment` avoids. The
-kernels below take per-sample parameter tensors of shape ``[n]`` and reproduce the
-torchvision v2 tensor kernels' arithmetic, operation by operation, so that the outputs
-agree with a per-sample torchvision loop (see the tolerance table in
-:mod:`harness.augment.batch_trivial`):
+kernels below know nothing about TrivialAugment's ops (the op table :mod:`harness.augment.ops`
+says which kernel, factor or affine matrix each op uses); they take per-sample parameter
+tensors of shape ``[n]`` and reproduce the torchvision v2 tensor kernels' arithmetic,
+operation by operation, so that the outputs agree with a per-sample torchvision loop (see
+the tolerance table in :mod:`harness.augment.batch_trivial`):
 
-* geometry (``affine_image`` / ``rotate_image``): per-sample inverse affine matrices are
-  computed in float64 with the operation order of torchvision's
+* geometry (``affine_image`` / ``rotate_image``; :func:`affine_transform`): per-sample
+  inverse affine matrices are computed in float64 with the operation order of torchvision's
   ``_get_inverse_affine_matrix`` (Python floats are doubles), cast to the grid dtype
   (float32 for uint8 images) exactly like ``torch.tensor(matrix, dtype=...)``, turned
   into a sampling grid like ``_affine_grid`` and sampled with ONE
@@ -42,13 +43,14 @@ from torch.nn.functional import conv2d, grid_sample
 
 __all__ = [
     "compute_dtype",
+    "DEG_TO_RAD",
+    "RAD_TO_DEG",
     "inverse_affine_matrices",
-    "ta_inverse_affine_matrices",
     "affine_grid",
     "grid_transform",
     "python_mod",
     "rotate_fast_path",
-    "geometric",
+    "affine_transform",
     "adjust_brightness",
     "adjust_saturation",
     "adjust_contrast",
@@ -58,11 +60,8 @@ __all__ = [
 ]
 
 # CPython's math.radians / math.degrees multiply by these constants.
-_DEG_TO_RAD = math.pi / 180.0
-_RAD_TO_DEG = 180.0 / math.pi
-
-# Op ids of TA_OPS (kept local to avoid a circular import; checked in the tests).
-_SHEAR_X, _SHEAR_Y, _TRANSLATE_X, _TRANSLATE_Y, _ROTATE = 1, 2, 3, 4, 5
+DEG_TO_RAD = math.pi / 180.0
+RAD_TO_DEG = 180.0 / math.pi
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -116,9 +115,9 @@ def inverse_affine_matrices(
         sum is a separate double operation in torchvision's order (no fused multiply-add,
         like CPython), so the float32 cast of the result matches torchvision.
     """
-    rot = angle * _DEG_TO_RAD
-    sx = shear[:, 0] * _DEG_TO_RAD
-    sy = shear[:, 1] * _DEG_TO_RAD
+    rot = angle * DEG_TO_RAD
+    sx = shear[:, 0] * DEG_TO_RAD
+    sy = shear[:, 1] * DEG_TO_RAD
     cx, cy = center[:, 0], center[:, 1]
     tx, ty = translate[:, 0], translate[:, 1]
 
@@ -148,48 +147,6 @@ def python_mod(x: torch.Tensor, y: float) -> torch.Tensor:
     mod = torch.fmod(x, y)
     mod = torch.where(mod < 0, mod + y, mod)
     return torch.where(mod == 0, torch.zeros_like(mod), mod)  # copysign(0.0, y) for y > 0
-
-
-def ta_inverse_affine_matrices(
-    op_ids: torch.Tensor, magnitudes: torch.Tensor, height: int, width: int
-) -> torch.Tensor:
-    """Inverse affine matrices (float64 [n, 6]) of TrivialAugment's geometric ops.
-
-    ``op_ids`` must all be ShearX/ShearY/TranslateX/TranslateY/Rotate; ``magnitudes`` are
-    the signed magnitudes. Mirrors how ``TrivialAugmentWide`` calls ``F.affine`` /
-    ``F.rotate``:
-
-    * ShearX/Y: ``shear = degrees(atan(m))`` on one axis, ``center=[0, 0]`` in pixels,
-      i.e. ``center_f = (-W/2, -H/2)`` (the top-left corner, as TA passes it);
-    * TranslateX/Y: ``translate = int(m)`` pixels (truncation), image centre;
-    * Rotate: ``angle = -(m % 360)`` (``rotate_image`` negates the angle), image centre.
-    """
-    m = magnitudes.to(torch.float64)
-    ids = op_ids.to(m.device)
-    n = m.shape[0]
-    zeros = torch.zeros(n, dtype=torch.float64, device=m.device)
-
-    is_shear_x = ids == _SHEAR_X
-    is_shear_y = ids == _SHEAR_Y
-    is_shear = is_shear_x | is_shear_y
-    shear_deg = torch.atan(m) * _RAD_TO_DEG
-    shear = torch.stack(
-        [torch.where(is_shear_x, shear_deg, zeros), torch.where(is_shear_y, shear_deg, zeros)], dim=1
-    )
-    center = torch.stack(
-        [
-            torch.where(is_shear, zeros - width * 0.5, zeros),
-            torch.where(is_shear, zeros - height * 0.5, zeros),
-        ],
-        dim=1,
-    )
-    shift = torch.trunc(m)
-    translate = torch.stack(
-        [torch.where(ids == _TRANSLATE_X, shift, zeros), torch.where(ids == _TRANSLATE_Y, shift, zeros)],
-        dim=1,
-    )
-    angle = torch.where(ids == _ROTATE, -python_mod(m, 360.0), zeros)
-    return inverse_affine_matrices(center, angle, translate, shear)
 
 
 _BASE_GRID_CACHE: dict[tuple, torch.Tensor] = {}
@@ -305,29 +262,34 @@ def rotate_fast_path(angles: torch.Tensor, height: int, width: int) -> torch.Ten
     return k
 
 
-def geometric(
+def affine_transform(
     images: torch.Tensor,
-    op_ids: torch.Tensor,
-    magnitudes: torch.Tensor,
+    matrices: torch.Tensor,
+    quarter_turns: torch.Tensor,
     fill: float | Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """Apply ShearX/ShearY/TranslateX/TranslateY/Rotate, one op and magnitude per sample.
+    """Warp each sample with its own inverse affine matrix, as torchvision ``affine_image`` /
+    ``rotate_image`` with NEAREST interpolation.
 
-    All samples go through ONE grid computation and ONE ``grid_sample`` call; Rotate
-    samples that torchvision handles with ``clone`` / ``rot90`` are then overwritten with
-    the same fast path (a loop over the four quarter-turn counts, not over samples).
+    All samples go through ONE grid computation and ONE ``grid_sample`` call; samples with
+    ``quarter_turns[i] >= 0`` (``rotate_image``'s ``clone`` / ``rot90`` fast paths, see
+    :func:`rotate_fast_path`) are then overwritten with that fast path (a loop over the four
+    quarter-turn counts, not over samples).
+
+    Args:
+        images: [n, C, H, W].
+        matrices: float64 [n, 6] inverse matrices (:func:`inverse_affine_matrices`).
+        quarter_turns: int64 [n], ``k`` in {0, 1, 2, 3} or -1 (sample the grid).
+        fill: None (zeros), a number or one value per channel.
     """
     n, _, h, w = images.shape
     if n == 0:
         return images.clone()
     gdtype = compute_dtype(images.dtype)
-    matrices = ta_inverse_affine_matrices(op_ids, magnitudes, h, w)
     theta = matrices.to(device=images.device, dtype=gdtype).view(n, 2, 3)
     out = grid_transform(images, affine_grid(theta, h, w), fill)
 
-    ids = op_ids.to(images.device)
-    k = rotate_fast_path(magnitudes.to(device=images.device, dtype=torch.float64), h, w)
-    k = torch.where(ids == _ROTATE, k, -1)
+    k = quarter_turns.to(images.device)
     counts = torch.bincount(k + 1, minlength=5).tolist()  # one host sync: [-1, 0, 1, 2, 3]
     for turns in range(4):
         if counts[turns + 1] == 0:

@@ -44,6 +44,8 @@ from mappings import crop_mapping
 from harness.augment._common import (
     AugmentInfo,
     BatchAugmentInfo,
+    BatchStage,
+    SampleStage,
     check_batch,
     check_hard,
     check_image,
@@ -226,7 +228,7 @@ class _CropBase(nn.Module):
         )
 
 
-class SoftRandomCrop(_CropBase):
+class SoftRandomCrop(_CropBase, SampleStage):
     """Per-sample soft random crop of one image ``[C, H, W]`` (uint8 or float in [0, 1]).
 
     Args:
@@ -236,7 +238,9 @@ class SoftRandomCrop(_CropBase):
         mapping: severity -> confidence; None -> ``mappings.crop_mapping(K)`` (Polynomial(1/K, 2)).
         hard: record provenance but return confidence 1.0.
 
-    ``forward(image) -> (image, AugmentInfo("soft_crop", 1 - v, 1 - v, c))``; global torch RNG.
+    The per-sample stage protocol: ``sample_params(image)`` (alias ``make_params``) -> ``dict(tx, ty)``;
+    ``apply(image, tx, ty)``; ``forward(image) -> (image, AugmentInfo("soft_crop", 1 - v, 1 - v, c))``;
+    global torch RNG.
     """
 
     def _draw_offset(self, side: int) -> int:
@@ -247,24 +251,24 @@ class SoftRandomCrop(_CropBase):
                 return t
         return 0
 
-    def make_params(self, image: torch.Tensor) -> dict[str, int]:
+    def sample_params(self, image: torch.Tensor) -> dict[str, int]:
         """Draw ``dict(tx, ty)`` from the global RNG (tx first)."""
         height, width = image.shape[-2:]
         tx = self._draw_offset(width)
         ty = self._draw_offset(height)
         return dict(tx=tx, ty=ty)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, AugmentInfo]:
-        check_image(image)
-        params = self.make_params(image)
+    def apply(self, image: torch.Tensor, tx: int, ty: int) -> tuple[torch.Tensor, AugmentInfo]:
+        """Crop at offset ``(ty, tx)`` from the centre of the background canvas (content moves by -t)."""
+        image = check_image(image)
         height, width = image.shape[-2:]
-        out = soft_crop_image(image, params["tx"], params["ty"], self.background)
-        severity = 1.0 - visibility(params["tx"], params["ty"], height, width)
+        out = soft_crop_image(image, tx, ty, self.background)
+        severity = 1.0 - visibility(tx, ty, height, width)
         c = stage_confidence(self.mapping, severity, self.num_classes, self.hard)
         return out, AugmentInfo(STAGE, severity, severity, c)
 
 
-class BatchSoftRandomCrop(_CropBase):
+class BatchSoftRandomCrop(_CropBase, BatchStage):
     """Batched soft random crop of ``[N, C, H, W]``, one offset pair per sample.
 
     Hand-written (index grids + gather, no Python loop over samples) because torchvision applies one
@@ -272,7 +276,7 @@ class BatchSoftRandomCrop(_CropBase):
     rejection tries are drawn as ``[N, 100]`` tensors and the first accepted one is taken.
 
     * ``sample_params(n, height, width, device=None, generator=None) -> {"tx": int64 [N], "ty": int64 [N]}``
-    * ``apply(images, tx, ty) -> (images, BatchAugmentInfo)`` (deterministic)
+    * ``apply(images, tx, ty, generator=None) -> (images, BatchAugmentInfo)`` (deterministic)
     * ``forward(images, generator=None)``
     """
 
@@ -300,7 +304,7 @@ class BatchSoftRandomCrop(_CropBase):
         return {"tx": tx.to(out_device), "ty": ty.to(out_device)}
 
     def apply(
-        self, images: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor
+        self, images: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, BatchAugmentInfo]:
         check_batch(images)
         n, _, height, width = images.shape
@@ -311,11 +315,3 @@ class BatchSoftRandomCrop(_CropBase):
         conf = stage_confidences(self.mapping, severity, self.num_classes, self.hard)
         op_ids = torch.ones(n, dtype=torch.int64, device=images.device)
         return out, BatchAugmentInfo(STAGE, op_ids, severity.clone(), severity, conf)
-
-    def forward(
-        self, images: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, BatchAugmentInfo]:
-        check_batch(images)
-        n, _, height, width = images.shape
-        params = self.sample_params(n, height, width, images.device, generator)
-        return self.apply(images, **params)

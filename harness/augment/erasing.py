@@ -50,6 +50,8 @@ from mappings import erasing_mapping
 from harness.augment._common import (
     AugmentInfo,
     BatchAugmentInfo,
+    BatchStage,
+    SampleStage,
     box_mask,
     check_batch,
     check_boxes,
@@ -216,7 +218,7 @@ class _ErasingBase(nn.Module):
         )
 
 
-class SoftRandomErasing(_ErasingBase):
+class SoftRandomErasing(_ErasingBase, SampleStage):
     """Per-sample soft Random Erasing on one image ``[C, H, W]`` (uint8 or float in [0, 1]).
 
     Args:
@@ -228,12 +230,14 @@ class SoftRandomErasing(_ErasingBase):
         mapping: severity -> confidence callable; None -> ``mappings.erasing_mapping(K)``.
         hard: record provenance but return confidence 1.0.
 
+    The per-sample stage protocol: ``sample_params(image)`` (alias ``make_params``) ->
+    ``dict(top, left, height, width, fill)``; ``apply(image, top, left, height, width, fill)``;
     ``forward(image)`` returns ``(image, AugmentInfo(op, magnitude, severity, confidence))`` with op
     ``"random_erasing"`` when a box was erased and ``"none"`` otherwise. Random draws use the global
     torch RNG (like torchvision).
     """
 
-    def make_params(self, image: torch.Tensor) -> dict[str, Any]:
+    def sample_params(self, image: torch.Tensor) -> dict[str, Any]:
         """Draw ``dict(top, left, height, width, fill)`` from the global RNG.
 
         ``height = width = 0`` (and ``fill=None``) when the stage did not fire or no box fitted.
@@ -257,14 +261,15 @@ class SoftRandomErasing(_ErasingBase):
             return dict(top=i, left=j, height=h, width=w, fill=fill)
         return nothing  # no box fitted: unchanged image, c = 1 (fix of METHOD §7.6)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, AugmentInfo]:
-        check_image(image)
-        params = self.make_params(image)
-        h, w = params["height"], params["width"]
-        if h * w == 0:
+    def apply(
+        self, image: torch.Tensor, top: int, left: int, height: int, width: int, fill: torch.Tensor | None
+    ) -> tuple[torch.Tensor, AugmentInfo]:
+        """Erase the ``height x width`` box at ``(top, left)`` with ``fill``; an empty box is no erasure."""
+        image = check_image(image)
+        if height * width == 0:
             return image, AugmentInfo("none", 0.0, 0.0, 1.0)
-        out = erase_image(image, params["top"], params["left"], h, w, params["fill"])
-        a = h * w / (image.shape[-2] * image.shape[-1])
+        out = erase_image(image, top, left, height, width, fill)
+        a = height * width / (image.shape[-2] * image.shape[-1])
         c = stage_confidence(self.mapping, a, self.num_classes, self.hard)
         return out, AugmentInfo(STAGE, a, a, c)
 
@@ -272,7 +277,7 @@ class SoftRandomErasing(_ErasingBase):
 # ----------------------------------------------------------------------------------------------
 # batched transform
 # ----------------------------------------------------------------------------------------------
-class BatchSoftRandomErasing(_ErasingBase):
+class BatchSoftRandomErasing(_ErasingBase, BatchStage):
     """Batched soft Random Erasing on ``[N, C, H, W]`` with one independent box per sample.
 
     Hand-written and vectorised (no Python loop over samples) because torchvision transforms apply a
@@ -357,11 +362,3 @@ class BatchSoftRandomErasing(_ErasingBase):
         conf = torch.where(op_ids.bool(), stage_confidences(self.mapping, area, self.num_classes, self.hard), 1.0)
         info = BatchAugmentInfo(STAGE, op_ids, area.clone(), area, conf)
         return out, info
-
-    def forward(
-        self, images: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, BatchAugmentInfo]:
-        check_batch(images)
-        n, _, height, width = images.shape
-        params = self.sample_params(n, height, width, images.device, generator)
-        return self.apply(images, **params, generator=generator)

@@ -39,6 +39,8 @@ from mappings import noise_mapping
 from harness.augment._common import (
     AugmentInfo,
     BatchAugmentInfo,
+    BatchStage,
+    SampleStage,
     box_mask,
     check_batch,
     check_boxes,
@@ -186,7 +188,7 @@ class _NoiseBase(nn.Module):
         )
 
 
-class SoftNoise(_NoiseBase):
+class SoftNoise(_NoiseBase, SampleStage):
     """Per-sample soft noise on one image ``[C, H, W]`` (uint8 or float in [0, 1]).
 
     Args:
@@ -197,10 +199,12 @@ class SoftNoise(_NoiseBase):
         mapping: severity -> confidence; None -> ``mappings.noise_mapping()`` (Polynomial(0.3, 2)).
         hard: record provenance but return confidence 1.0.
 
+    The per-sample stage protocol: ``sample_params(image)`` (alias ``make_params``) ->
+    ``dict(sigma, box)``; ``apply(image, sigma, box=None)`` (the noise itself is drawn there);
     ``forward(image) -> (image, AugmentInfo("noise", sigma, min(rho*sigma, 1), c))``; global torch RNG.
     """
 
-    def make_params(self, image: torch.Tensor) -> dict[str, Any]:
+    def sample_params(self, image: torch.Tensor) -> dict[str, Any]:
         """Draw ``dict(sigma, box)`` from the global RNG; ``box=(top, left, h, w)`` or None (whole image)."""
         height, width = image.shape[-2:]
         sigma = float(torch.rand(1) * self.sigma_max)  # float32 product, as the batched path
@@ -214,10 +218,11 @@ class SoftNoise(_NoiseBase):
         left, w = _clip_span(cx, side, width)
         return dict(sigma=sigma, box=(top, left, h, w))
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, AugmentInfo]:
-        check_image(image)
-        params = self.make_params(image)
-        sigma, box = params["sigma"], params["box"]
+    def apply(
+        self, image: torch.Tensor, sigma: float, box: tuple[int, int, int, int] | None = None
+    ) -> tuple[torch.Tensor, AugmentInfo]:
+        """Add ``N(0, sigma^2)`` noise (global RNG) inside ``box = (top, left, h, w)`` (None: everywhere)."""
+        image = check_image(image)
         out = noise_image(image, sigma, box)
         height, width = image.shape[-2:]
         rho = 1.0 if box is None else box[2] * box[3] / (height * width)
@@ -226,7 +231,7 @@ class SoftNoise(_NoiseBase):
         return out, AugmentInfo(STAGE, sigma, severity, c)
 
 
-class BatchSoftNoise(_NoiseBase):
+class BatchSoftNoise(_NoiseBase, BatchStage):
     """Batched soft noise on ``[N, C, H, W]``, independent sigma / patch / noise per sample.
 
     Hand-written and vectorised (masks, no Python loop over samples) because torchvision's
@@ -298,11 +303,3 @@ class BatchSoftNoise(_NoiseBase):
         conf = stage_confidences(self.mapping, severity, self.num_classes, self.hard)
         op_ids = torch.ones(n, dtype=torch.int64, device=images.device)
         return out, BatchAugmentInfo(STAGE, op_ids, sigmas.clone(), severity, conf)
-
-    def forward(
-        self, images: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, BatchAugmentInfo]:
-        check_batch(images)
-        n, _, height, width = images.shape
-        params = self.sample_params(n, height, width, images.device, generator)
-        return self.apply(images, **params, generator=generator)
