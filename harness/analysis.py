@@ -59,7 +59,7 @@ import pandas as pd
 
 from harness import stats as st
 from harness.io import atomic_write_text
-from harness.schema import SCALAR_METRICS, STATS_COLUMNS, display_scale, display_unit, metric_info
+from harness.schema import RESULTS_COLUMNS, RUN_STATUSES, SCALAR_METRICS, STATS_COLUMNS, display_scale, display_unit, metric_info
 from harness.stats_spec import HYPOTHESIS_KINDS, validate_stats_spec
 from harness.verdicts import RULES, VERDICTS, decide, power_phrase
 
@@ -80,9 +80,7 @@ __all__ = [
     "validate_stats_spec",
 ]
 
-REQUIRED_COLUMNS = ("run_id", "grid", "dataset", "arm", "seed", "metric", "corruption", "severity",
-                    "value", "status", "run_dir")
-RUN_STATUSES = ("complete", "failed", "corrupt", "running", "missing")
+REQUIRED_COLUMNS = RESULTS_COLUMNS
 #: extra columns of results.csv that are not factors (``reason``: why a run is not complete)
 _NON_FACTOR_COLUMNS = ("reason",)
 GUARD_NOTE = f"fewer than {st.MIN_SEEDS} seeds: no p-value"

@@ -39,7 +39,7 @@ import mappings
 from harness.augment.space import SIGNED_OPS, TA_OPS, op_id
 from harness.io import atomic_write_bytes, atomic_write_text
 from harness.metrics import confidence_bin_sums
-from harness.schema import STATS_COLUMNS, better_word, display_scale, display_unit, is_fraction
+from harness.schema import RESULTS_COLUMNS, STATS_COLUMNS, better_word, display_scale, display_unit, is_fraction
 from harness.stats import t_ci_mean
 from harness.paths import repo_root
 
@@ -53,7 +53,6 @@ DPI = 110
 RELIABILITY_BINS = 15
 
 REFERENCE_COLUMNS = ("setting", "dataset", "metric", "mean", "std", "std_ddof", "n_runs", "source")
-RESULTS_COLUMNS = ("run_id", "arm", "seed", "metric", "corruption", "severity", "value", "status", "run_dir")
 _STATS_FILES: dict[str, tuple[str, ...]] = {f"{name}.csv": tuple(cols) for name, cols in STATS_COLUMNS.items()}
 
 #: (summary metric, table title, metric of the reference CSV or None when the paper reports none)

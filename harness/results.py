@@ -33,13 +33,12 @@ import pandas as pd
 from harness.grid import Grid, eval_dir, run_id, train_dir
 from harness.io import FileFormatError, atomic_write_text
 from harness.runs import read_metrics, read_status
+from harness.schema import METRIC_ROW_COLUMNS, RESULTS_BASE_COLUMNS, RESULTS_TAIL_COLUMNS, RUN_STATUSES
 
 __all__ = ["collect_results", "write_results", "account_for_grid", "BASE_COLUMNS", "TAIL_COLUMNS", "RUN_STATUSES"]
 
-BASE_COLUMNS = ("run_id", "grid", "dataset", "arm")
-TAIL_COLUMNS = ("seed", "metric", "corruption", "severity", "value", "status", "run_dir")
-RUN_STATUSES = ("complete", "failed", "running", "missing", "corrupt")
-_METRIC_COLUMNS = ["metric", "corruption", "severity", "value"]
+BASE_COLUMNS = RESULTS_BASE_COLUMNS
+TAIL_COLUMNS = RESULTS_TAIL_COLUMNS
 
 
 def _reevaluate(arm: str) -> str:
@@ -97,7 +96,7 @@ def collect_results(grid: Grid, runs_root: str | Path = "runs") -> pd.DataFrame:
             head = {"run_id": run_id(arm, seed), "grid": grid.name, "dataset": grid.dataset, "arm": arm,
                     **{f: fac.get(f, "") for f in factors}, "seed": int(seed)}
             if rows is not None:
-                df = pd.DataFrame(rows, columns=_METRIC_COLUMNS)
+                df = pd.DataFrame(rows, columns=list(METRIC_ROW_COLUMNS))
                 df["value"] = df["value"].astype(float)
             else:
                 df = pd.DataFrame({"metric": [""], "corruption": [""], "severity": [math.nan], "value": [math.nan]})

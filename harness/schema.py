@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["MetricInfo", "METRICS", "metric_info", "is_fraction", "display_scale", "display_unit",
-           "SCALAR_METRICS", "DEFAULT_METRICS", "better_word", "STATS_COLUMNS"]
+           "SCALAR_METRICS", "DEFAULT_METRICS", "better_word", "STATS_COLUMNS",
+           "RESULTS_BASE_COLUMNS", "RESULTS_TAIL_COLUMNS", "RESULTS_COLUMNS", "METRIC_ROW_COLUMNS", "RUN_STATUSES"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,17 @@ def better_word(name: str) -> str:
         return ""
     return "higher is better" if m.higher_is_better else "lower is better"
 
+
+#: reports/results.csv (docs/pipeline.md): these columns, with the factor columns between
+#: RESULTS_BASE_COLUMNS and RESULTS_TAIL_COLUMNS and an optional ``reason`` column last
+RESULTS_BASE_COLUMNS: tuple[str, ...] = ("run_id", "grid", "dataset", "arm")
+RESULTS_TAIL_COLUMNS: tuple[str, ...] = ("seed", "metric", "corruption", "severity", "value", "status", "run_dir")
+RESULTS_COLUMNS: tuple[str, ...] = RESULTS_BASE_COLUMNS + RESULTS_TAIL_COLUMNS
+#: the per-run metric rows of metrics.json / results.csv
+METRIC_ROW_COLUMNS: tuple[str, ...] = ("metric", "corruption", "severity", "value")
+#: a run's status in results.csv: complete, failed (non-finite loss or metric), corrupt (result files
+#: unreadable), running (interrupted) or missing (never ran)
+RUN_STATUSES: tuple[str, ...] = ("complete", "failed", "corrupt", "running", "missing")
 
 #: columns of each CSV the stats stage writes under ``reports/stats/`` (docs/pipeline.md);
 #: ``summary.csv`` is followed by the factor columns
