@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-__all__ = ["Mapping", "from_dict", "register", "check_severity", "check_real", "known_types"]
+__all__ = ["Mapping", "from_dict", "register", "check_severity", "check_real", "check_num_classes", "known_types"]
 
 #: type name -> class with a ``_from_dict`` classmethod (mappings and MappingSet).
 _REGISTRY: dict[str, type] = {}
@@ -74,6 +74,15 @@ def check_real(name: str, value: Any) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     return float(value)
+
+
+def check_num_classes(num_classes: object) -> int:
+    """Validate K (number of classes), an int >= 2: ``TypeError`` for a non-int, ``ValueError`` below 2."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise TypeError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes}")
+    return num_classes
 
 
 def _range_error(value: Any) -> ValueError:

@@ -100,7 +100,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.augment.space import TA_OPS
+from mappings.ops import TRIVIAL_AUGMENT_WIDE
 
 __all__ = [
     "Conversion",
@@ -118,6 +118,8 @@ __all__ = [
     "sharpness_blur_sigma",
     "blur_sigma_to_224",
 ]
+
+_TA_OPS: tuple[str, ...] = TRIVIAL_AUGMENT_WIDE.names
 
 #: Single augmentation stages (not TrivialAugment ops) that have a conversion. Magnitudes:
 #: random_erasing = erased area fraction a; soft_crop = 1 - visibility; noise = sigma on [0, 1]
@@ -279,7 +281,7 @@ def study_intensity(op: str, magnitude: float, image_size: Any) -> tuple[str, fl
     """``(study distortion, value in the study's units)`` for an op's signed magnitude, or None.
 
     Args:
-        op: a TrivialAugment op name (``harness.augment.space.TA_OPS``) or a stage of :data:`STAGE_OPS`.
+        op: a TrivialAugment op name (``mappings.ops.TRIVIAL_AUGMENT_WIDE.names``) or a stage of :data:`STAGE_OPS`.
         magnitude: signed magnitude in the op's unit (TA units for TA ops).
         image_size: shorter-side-relevant size of the augmented image, an int side or ``(H, W)``.
 
@@ -289,8 +291,8 @@ def study_intensity(op: str, magnitude: float, image_size: Any) -> tuple[str, fl
     Raises:
         ValueError: unknown op (the message lists the known ones), NaN magnitude, bad image size.
     """
-    if op not in TA_OPS and op not in STAGE_OPS:
-        raise ValueError(f"op must be one of {list(TA_OPS) + list(STAGE_OPS)}, got {op!r}")
+    if op not in _TA_OPS and op not in STAGE_OPS:
+        raise ValueError(f"op must be one of {list(_TA_OPS) + list(STAGE_OPS)}, got {op!r}")
     m = _real("magnitude", magnitude)
     hw = _image_hw(image_size)
     conv = CONVERSIONS.get(op)
@@ -396,8 +398,8 @@ def severity_link(op: str, image_size: Any = 32) -> SeverityLink | None:
     Rotate/Translate; the stages except ``gaussian_blur``, which has no severity). Pass the result
     to ``PsychometricFit.mapping(scale=link.scale, power=link.power)``. None when there is no link.
     """
-    if op not in TA_OPS and op not in STAGE_OPS:
-        raise ValueError(f"op must be one of {list(TA_OPS) + list(STAGE_OPS)}, got {op!r}")
+    if op not in _TA_OPS and op not in STAGE_OPS:
+        raise ValueError(f"op must be one of {list(_TA_OPS) + list(STAGE_OPS)}, got {op!r}")
     hw = _image_hw(image_size)
     if op in ("Contrast", "Brightness"):
         return SeverityLink("contrast", 1.0)

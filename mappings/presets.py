@@ -8,15 +8,16 @@ Presets (``mapping_approach`` of the reference code, METHOD.md §3):
 - ``smoothened`` (§3.3.4, ``smoothened_hvs_or_model_accuracy``): hand-fitted polynomials per op and sign.
 
 Identity, AutoContrast and Equalize keep c = 1 in every preset. Every preset floors at 1/K
-(the :class:`MappingSet` floor). Severities are those of ``harness.augment.space``; the reference
+(the :class:`MappingSet` floor). Severities are those the augmentation computes
+(``harness.augment.space``); the reference
 indexes by TA bin i, which the tables below turn into severity knots.
 """
 
 from __future__ import annotations
 
-from harness.augment._common import check_num_classes
-from harness.augment.space import MAGNITUDE_FREE_OPS, TA_OPS
+from mappings.base import check_num_classes
 from mappings.mapping_set import MappingSet
+from mappings.ops import TRIVIAL_AUGMENT_WIDE
 from mappings.polynomial import Polynomial
 from mappings.table import Table
 
@@ -59,8 +60,10 @@ CONTRAST_HVS: tuple[float, ...] = (
 )  # fmt: skip
 
 _NUM_BINS = 31
-#: Ops with a magnitude (the ones the polynomial presets soften), in TA_OPS order.
-_MAGNITUDE_OPS: tuple[str, ...] = tuple(op for op in TA_OPS if op not in MAGNITUDE_FREE_OPS)
+#: Ops with a magnitude (the ones the polynomial presets soften), in TrivialAugmentWide order.
+_MAGNITUDE_OPS: tuple[str, ...] = tuple(
+    op for op in TRIVIAL_AUGMENT_WIDE.names if op not in TRIVIAL_AUGMENT_WIDE.magnitude_free
+)
 
 
 def _bin_severities(max_severity: float) -> tuple[float, ...]:
