@@ -44,7 +44,7 @@ from harness.runs import LOCK_FILE, RunBusyError, lock_holder, read_status, run_
 from harness.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
-KILLS = int(os.environ.get("SOFTBENCH_FAULT_KILLS", "4"))
+KILLS = int(os.environ.get("SOFTBENCH_FAULT_KILLS", "3"))
 WRITERS = int(os.environ.get("SOFTBENCH_FAULT_WRITERS", "1"))
 
 #: a tiny valid run: 60 training images, 3 epochs, smallnet 8/8/8, clean metrics only
@@ -674,10 +674,11 @@ def _recover_and_check(reference: Path, run: Path) -> None:
 
 def test_sigkill_at_random_points_then_resume_gives_identical_metrics(reference, tmp_path, capsys):
     # a 3-epoch run makes 17 atomic writes into its directory: 3 at the start, 3 per epoch, 5 at the end
-    rng = random.Random(13)
-    points = [(rng.randint(1, 17), rng.choice(["mid", "after"])) for _ in range(KILLS)]
-    points[0] = (5, "mid")  # in the middle of the first checkpoint: a .tmp is left behind
-    points[-1] = (2, "after")  # before the first checkpoint: the resume starts it afresh
+    every = [(write, phase) for write in range(1, 18) for phase in ("mid", "after")]
+    fixed = [(5, "mid"), (2, "after")]  # mid-way through the first checkpoint (a .tmp is left behind);
+    # before the first checkpoint (the resume starts the run afresh)
+    rest = [p for p in every if p not in fixed]
+    points = fixed + random.Random(13).sample(rest, min(max(KILLS - 2, 0), len(rest)))
     runs = [tmp_path / f"k{i}" for i in range(len(points))]
     for batch in range(0, len(points), 2):  # two killed runs at a time
         procs = [_child(reference, runs[i], *points[i]) for i in range(batch, min(batch + 2, len(points)))]
@@ -688,6 +689,8 @@ def test_sigkill_at_random_points_then_resume_gives_identical_metrics(reference,
     for run in runs:
         _recover_and_check(reference, run)  # ... removed by the resume
     capsys.readouterr()
+    with capsys.disabled():
+        print(f"\nkill points (write number, phase) killed and resumed identically: {points}")
 
 
 def test_sigkill_at_a_random_time_then_resume_gives_identical_metrics(reference, tmp_path, capsys):
@@ -757,3 +760,4 @@ def test_concurrent_writers_one_wins_and_the_directory_is_consistent(reference, 
         assert ckpt["training_hash"] == load_config(run / "config.yaml").training_hash()
         assert read_status(run)["status"] == "complete" and (run / "metrics.json").is_file()
     assert len(outcomes) == WRITERS
+    print(f"\nconcurrent-writer trials, consistent, loser refused by: {outcomes}")
