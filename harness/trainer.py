@@ -9,7 +9,13 @@ augmentation draw from two explicit CPU ``torch.Generator`` s (so sampled parame
 same on CPU and CUDA). On CPU the same config and seed give bit-identical metrics.
 
 Precision: ``precision="auto"`` uses bf16 autocast (CPU and CUDA) with channels_last memory
-format; ``"fp32"`` disables autocast. The loss is always computed in float32.
+format; ``"fp32"`` disables autocast. The loss is always computed in float32. The forward pass is
+:func:`harness.inference.forward`, the one evaluation and proxy measurement use.
+
+Structure: :func:`train` = checks and the run's lock, then :func:`_setup` -> :func:`_epoch_loop`
+(-> :func:`_train_epoch` per epoch, :func:`_save_checkpoint` when due) -> :func:`_save_final`, then
+(optionally) :func:`harness.evaluate.evaluate_run` under the same lock. Evaluation never imports the
+trainer: the model helpers both use live in :mod:`harness.run_model`.
 """
 
 from __future__ import annotations
