@@ -38,7 +38,8 @@ import yaml
 
 from harness.cli import main
 from harness.config import load_config
-from harness.grid import _validate, eval_dir, fitted_mapping_path, train_dir
+from harness.grid import _validate, arm_config, eval_dir, fitted_mapping_path, load_grid, train_dir
+from harness.models import build_model
 from harness.results import account_for_grid, collect_results
 from harness.runs import LOCK_FILE, RunBusyError, lock_holder, read_status, run_lock
 from harness.trainer import train
@@ -447,8 +448,6 @@ def test_scientific_notation_is_a_number_in_config_set_and_grid(tmp_path):
     assert (c.lr, c.weight_decay, c.momentum, c.label_smoothing) == (1e-3, 5e-4, 0.9, 0.1)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(GRID).replace("lr: 0.05", "lr: 5e-2"))
-    from harness.grid import arm_config, load_grid
-
     assert "5e-2" in params.read_text()
     assert arm_config(load_grid(params), "a", 0).lr == 0.05
 
@@ -480,8 +479,6 @@ def reference(tmp_path_factory):
     cfg.write_text(yaml.safe_dump(TINY))
     (root / "child.py").write_text(_CHILD)
     train(load_config(cfg), root / "ref", progress=False)
-    from harness.models import build_model
-
     torch.save(build_model("smallnet", 10, widths=(4, 4, 4)).state_dict(), root / "other_model.pt")
     return root
 
