@@ -47,8 +47,8 @@ def _mapping(stage: StageConfig, where: str):
         return None
     if isinstance(stage.mapping, str):  # presets by name (the config allows them for trivial_augment only)
         if stage.mapping not in mappings.PRESETS:
-            raise ConfigError(f"config field {where}.mapping must be one of the presets {list(mappings.PRESETS)} "
-                              f"or a mapping dict, got {stage.mapping!r}")
+            raise ConfigError(f"config field {where}.mapping must be one of the presets "
+                              f"{list(mappings.PRESETS)} or a mapping dict, got {stage.mapping!r}")
         return stage.mapping
     try:
         return mappings.from_dict(stage.mapping)

@@ -33,7 +33,8 @@ PER_SAMPLE = {
 
 
 def _images(n=12):
-    return torch.randint(0, 256, (n, 3, 16, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 3, 16, 20), dtype=torch.uint8, generator=g)
 
 
 def test_the_builder_knows_every_batched_stage_by_its_stage_name():

@@ -1,17 +1,15 @@
 """Soft augmentations with per-sample provenance (per-sample and batched).
 
 Every stage reports, per sample, which op was applied, its signed magnitude, its severity
-in [0, 1] and the resulting label confidence in [1/K, 1].
+in [0, 1] and the resulting label confidence in [1/K, 1]. Every stage follows one protocol
+(:class:`SampleStage` / :class:`BatchStage`: ``sample_params`` / ``apply`` / ``forward``), and
+every TrivialAugmentWide op is one row of :data:`TA_TABLE` (``harness/augment/ops.py``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-# Import order, not laziness: the op table (harness.augment.ops) takes its op names from
-# mappings.ops, and while mappings/__init__ still imports harness.augment.space (until issue 10
-# part A makes mappings a leaf) mappings must be initialised before the table is.
-import mappings  # noqa: F401
 from harness._lazy import lazy_exports
 
 # name -> module; imported on first access so that importing a light submodule

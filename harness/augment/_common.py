@@ -102,7 +102,9 @@ class SampleStage(nn.Module):
         """torchvision v2's name for :meth:`sample_params`."""
         return self.sample_params(image)
 
-    def apply(self, image: torch.Tensor, **params: Any) -> tuple[torch.Tensor, AugmentInfo]:  # pragma: no cover
+    def apply(
+        self, image: torch.Tensor, **params: Any
+    ) -> tuple[torch.Tensor, AugmentInfo]:  # pragma: no cover - abstract
         """Apply the given parameters to one image ``[C, H, W]``."""
         raise NotImplementedError
 

@@ -92,9 +92,8 @@ class BatchRandomCrop(BatchStage):
         left = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
         return {"top": _to(top, device), "left": _to(left, device)}
 
-    def apply(
-        self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, BatchAugmentInfo]:
+    def apply(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, BatchAugmentInfo]:
         """Deterministic crop: sample n is cut at (top[n], left[n]) of the padded image."""
         check_batch(images)
         n, c, h, w = images.shape

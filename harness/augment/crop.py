@@ -303,9 +303,8 @@ class BatchSoftRandomCrop(_CropBase, BatchStage):
         ty = self._draw_offsets(n, height, gdev, generator)
         return {"tx": tx.to(out_device), "ty": ty.to(out_device)}
 
-    def apply(
-        self, images: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, BatchAugmentInfo]:
+    def apply(self, images: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, BatchAugmentInfo]:
         check_batch(images)
         n, _, height, width = images.shape
         tx = _check_offsets(tx, "tx", n, width).to(images.device)

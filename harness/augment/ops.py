@@ -143,8 +143,11 @@ def _shear_image(axis: int) -> Callable[..., Tensor]:
 
 def _shear_affine(axis: str) -> Callable[[Tensor, int, int], dict[str, Tensor]]:
     # TA passes center=[0, 0] in pixels, i.e. the top-left corner: center_f = (-W/2, -H/2)
-    return lambda m, h, w: {f"shear_{axis}": torch.atan(m) * B.RAD_TO_DEG,
-                            "center_x": torch.full_like(m, -0.5 * w), "center_y": torch.full_like(m, -0.5 * h)}
+    return lambda m, h, w: {
+        f"shear_{axis}": torch.atan(m) * B.RAD_TO_DEG,
+        "center_x": torch.full_like(m, -0.5 * w),
+        "center_y": torch.full_like(m, -0.5 * h),
+    }
 
 
 def _translate_image(axis: int) -> Callable[..., Tensor]:
@@ -154,6 +157,11 @@ def _translate_image(axis: int) -> Callable[..., Tensor]:
         return F.affine(image, angle=0.0, translate=translate, scale=1.0, interpolation=interpolation,
                         shear=[0.0, 0.0], fill=fill)
     return kernel
+
+
+_FACTOR_MESSAGE = (
+    "magnitudes of Brightness/Color/Contrast/Sharpness must be >= -1 (factor 1 + m must be >= 0)"
+)
 
 
 def _factor_op(name: str, image_kernel: Callable[[Tensor, float], Tensor],
@@ -170,8 +178,6 @@ def _factor_op(name: str, image_kernel: Callable[[Tensor, float], Tensor],
 def _unchanged(x: Tensor, *_: Any) -> Tensor:
     return x
 
-
-_FACTOR_MESSAGE = "magnitudes of Brightness/Color/Contrast/Sharpness must be >= -1 (factor 1 + m must be >= 0)"
 
 # ------------------------------------------------------------------------------------------ table
 
@@ -219,7 +225,9 @@ def _build_table(rows: tuple[TAOp, ...]) -> tuple[TAOp, ...]:
     table = tuple(by_name[name] for name in VOCABULARY.names)
     for row in table:
         if (row.bins is None) != (row.name in VOCABULARY.magnitude_free):
-            raise ImportError(f"op {row.name}: bins must be None exactly for the vocabulary's magnitude-free ops")
+            raise ImportError(
+                f"op {row.name}: bins must be None exactly for the vocabulary's magnitude-free ops"
+            )
         if (row.batch is None) == (row.affine is None):
             raise ImportError(f"op {row.name}: give exactly one of batch (a kernel) and affine (a matrix)")
     geo = [row.op_id for row in table if row.geometric]
@@ -337,7 +345,9 @@ def quarter_turns(op_ids: torch.Tensor, magnitudes: torch.Tensor, height: int, w
     return k
 
 
-def geometric(images: torch.Tensor, op_ids: torch.Tensor, magnitudes: torch.Tensor, fill: Any = None) -> torch.Tensor:
+def geometric(
+    images: torch.Tensor, op_ids: torch.Tensor, magnitudes: torch.Tensor, fill: Any = None
+) -> torch.Tensor:
     """Apply the geometric ops, one op and float64 magnitude per sample, through ONE affine grid."""
     height, width = images.shape[-2:]
     ids = op_ids.to(images.device)
@@ -353,5 +363,6 @@ def invalid_magnitudes(op_ids: torch.Tensor, magnitudes: torch.Tensor) -> list[t
     for row in TA_TABLE:
         if row.invalid is not None:
             bad = (op_ids == row.op_id) & row.invalid(magnitudes)
-            flags[row.invalid_message] = flags[row.invalid_message] | bad if row.invalid_message in flags else bad
+            seen = flags.get(row.invalid_message)
+            flags[row.invalid_message] = bad if seen is None else seen | bad
     return [(bad.any(), message) for message, bad in flags.items()]

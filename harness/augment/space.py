@@ -20,12 +20,12 @@ from harness.augment.ops import (
 )
 
 __all__ = [
-    "TA_OPS",
-    "SIGNED_OPS",
-    "MAGNITUDE_FREE_OPS",
     "GEOMETRIC_OPS",
-    "op_id",
+    "MAGNITUDE_FREE_OPS",
+    "SIGNED_OPS",
+    "TA_OPS",
     "magnitude_bins",
+    "op_id",
     "severity_from_magnitude",
     "severity_scalar",
 ]

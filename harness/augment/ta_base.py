@@ -151,7 +151,9 @@ class TrivialAugmentBase:
             return 1.0
         return float(self.mapping.confidence(op, float(magnitude), severity))
 
-    def _confidences(self, op_ids: torch.Tensor, magnitudes: torch.Tensor, severities: torch.Tensor) -> torch.Tensor:
+    def _confidences(
+        self, op_ids: torch.Tensor, magnitudes: torch.Tensor, severities: torch.Tensor
+    ) -> torch.Tensor:
         """Confidences of a batch (float32 on the severities' device; ones when ``hard``)."""
         if self.hard:
             return torch.ones_like(severities)

@@ -27,7 +27,6 @@ Arguments, validation and the mapping are shared with the batched, device-reside
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -104,19 +103,9 @@ class SoftTrivialAugment(TrivialAugmentBase, SampleStage):
     """
 
     def __init__(
-        self,
-        num_classes: int,
-        mapping: Any = "polynomial_chance",
-        *,
-        hard: bool = False,
-        num_magnitude_bins: int = 31,
-        ops: Sequence[str] | None = None,
-        interpolation: InterpolationMode | str = InterpolationMode.NEAREST,
-        fill: FillType = None,
+        self, *args: Any, interpolation: InterpolationMode | str = InterpolationMode.NEAREST, **kwargs: Any
     ) -> None:
-        super().__init__(
-            num_classes, mapping, hard=hard, num_magnitude_bins=num_magnitude_bins, ops=ops, fill=fill
-        )
+        super().__init__(*args, **kwargs)
         self.interpolation = interpolation
         # Python floats of torchvision's float32 magnitude tables (None = no magnitude).
         self._magnitudes: dict[str, list[float] | None] = {
