@@ -132,7 +132,8 @@ def account_for_grid(df: pd.DataFrame, grid: Grid, runs_root: str | Path = "runs
                           "reason": f"run {rid} of the grid has no row in the results table"})
     if not extra:
         return df
-    return pd.concat([df, pd.DataFrame(extra, columns=list(df.columns))], ignore_index=True)
+    columns = list(df.columns) + ([] if "reason" in df.columns else ["reason"])
+    return pd.concat([df, pd.DataFrame(extra, columns=columns)], ignore_index=True)
 
 
 def write_results(df: pd.DataFrame, path: str | Path = "reports/results.csv") -> Path:

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import yaml
 
+import mappings
 from harness.config import ConfigError, TrainConfig
+from harness.fit_mappings import fit_mappings
 from harness.io import FileFormatError, atomic_write_text, read_json
 from harness.grid import (
     CORRUPTED_ROOT,
@@ -38,6 +40,7 @@ from harness.grid import (
     Grid,
     arm_config,
     eval_dir,
+    fitted_mapping_path,
     load_grid,
     run_id,
     train_dir,
@@ -116,19 +119,12 @@ def _fit_kwargs(grid: Grid) -> dict:
 
 
 def stage_proxy_accuracy(grid: Grid, progress: bool = True, **_) -> None:
-    from harness.fit_mappings import fit_mappings
-
     out = FITTED_ROOT / grid.dataset / "proxy"
     files = fit_mappings(grid.dataset, "proxy", out, progress=progress, **_fit_kwargs(grid))
     _log(f"proxy mapping set: {files['mapping_set']}")
 
 
 def stage_fit_mappings(grid: Grid, progress: bool = True, **_) -> None:
-    from harness.fit_mappings import fit_mappings
-
-    import mappings
-    from harness.grid import fitted_mapping_path
-
     # ops without human data fall back to the proxy stage's mapping set (same proxy, same images),
     # loaded rather than measured a second time
     proxy_json = fitted_mapping_path(grid.dataset, "proxy")
@@ -295,8 +291,10 @@ def stage_results(grid: Grid, **_) -> None:
 
 def stage_stats(grid: Grid, **_) -> None:
     from harness.analysis import analyze, load_results
+    from harness.results import account_for_grid
 
-    results = load_results(REPORTS_ROOT / "results.csv")
+    # a grid run without any row (e.g. deleted from results.csv by hand) enters as `missing`, never dropped
+    results = account_for_grid(load_results(REPORTS_ROOT / "results.csv"), grid)
     analysis = analyze(results, grid.stats)
     analysis.write(REPORTS_ROOT / "stats")
     _log(f"statistics: {REPORTS_ROOT / 'stats'}")

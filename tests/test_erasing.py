@@ -21,25 +21,8 @@ from harness.augment.erasing import (
     erase_image,
 )
 from mappings import Polynomial, erasing_mapping
+from conftest import DEVICES, DTYPES, K, gen, make_images
 
-K = 10
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-DTYPES = [torch.uint8, torch.float32]
-
-
-def make_images(
-    n: int, dtype: torch.dtype, size: int = 16, seed: int = 0, device: str = "cpu"
-) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    if dtype == torch.uint8:
-        x = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
-    else:
-        x = torch.rand(n, 3, size, size, generator=g, dtype=dtype)
-    return x.to(device)
-
-
-def gen(seed: int, device: str = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def rounding_tolerance(hw: int, scale: tuple[float, float], ratio: tuple[float, float]) -> float:
@@ -240,7 +223,7 @@ def test_area_fraction_within_scale_whenever_fired(scale, ratio):
         assert (boxes[:, 0] + h <= size).all() and (boxes[:, 1] + w <= size).all() and (boxes >= 0).all()
     sample = SoftRandomErasing(K, p=1.0, scale=scale, ratio=ratio)
     torch.manual_seed(123)
-    for img in make_images(200, torch.uint8, size=size):
+    for img in make_images(200, torch.uint8, h=size):
         _, info = sample(img)
         if info.op != "none":
             assert scale[0] - tol <= info.severity <= scale[1] + tol
@@ -274,7 +257,7 @@ def test_firing_rate_matches_p_batched():
 def test_firing_rate_matches_p_per_sample():
     n, p = 1000, 0.6
     tf = SoftRandomErasing(K, p=p)
-    img = make_images(1, torch.uint8, size=32)[0]
+    img = make_images(1, torch.uint8, h=32)[0]
     torch.manual_seed(7)
     fired = sum(tf(img)[1].op != "none" for _ in range(n))
     assert binomtest(fired, n, p).pvalue > 1e-3

@@ -11,23 +11,8 @@ from scipy.stats import kstest
 
 from harness.augment.noise import BatchSoftNoise, SoftNoise, noise_batch, noise_image, patch_side
 from mappings import Polynomial, noise_mapping
+from conftest import DEVICES, DTYPES, K, gen, make_images
 
-K = 10
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-DTYPES = [torch.uint8, torch.float32]
-
-
-def make_images(n: int, dtype: torch.dtype, h: int = 16, w: int = 16, seed: int = 0, device: str = "cpu"):
-    g = torch.Generator().manual_seed(seed)
-    if dtype == torch.uint8:
-        x = torch.randint(0, 256, (n, 3, h, w), generator=g, dtype=torch.uint8)
-    else:
-        x = torch.rand(n, 3, h, w, generator=g, dtype=dtype)
-    return x.to(device)
-
-
-def gen(seed: int, device: str = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def reference_noise(image: torch.Tensor, sigma: float, box, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
