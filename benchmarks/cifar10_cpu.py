@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from harness.config import TrainConfig
-from harness.trainer import train
+from harness.workflow import train_and_evaluate
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
                 {"kind": "random_erasing", "soft": soft, "params": {"p": 1.0, "scale": [0.02, 0.8]}}]})
             t0 = time.perf_counter()
             run = out_root / f"{arm.replace(' ', '_')}_seed{seed}"
-            train(cfg, run, progress=True)
+            train_and_evaluate(cfg, run, progress=True)
             wall = time.perf_counter() - t0
             rows = json.loads((run / "metrics.json").read_text())["rows"]
             m = {r["metric"]: r["value"] for r in rows if r["corruption"] is None}

@@ -46,7 +46,7 @@ def main() -> None:
                     {"kind": "random_erasing", "soft": True, "params": {"p": 0.5, "scale": [0.02, 0.4]}}],
     })
     with tempfile.TemporaryDirectory() as tmp:
-        train(cfg, Path(tmp) / "run", progress=False, evaluate=False)
+        train(cfg, Path(tmp) / "run", progress=False)
         log = pd.read_csv(Path(tmp) / "run" / "epochs.csv")
     epoch_s = statistics.median(log["time_s"].iloc[1:]) if len(log) > 1 else float(log["time_s"].iloc[0])
 

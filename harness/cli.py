@@ -205,7 +205,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _train(args) -> int:
     from harness.config import ConfigError, load_config
     from harness.evaluate import EvaluationFailed
-    from harness.trainer import TrainingFailed, check_buildable, train
+    from harness.trainer import TrainingFailed, check_buildable
+    from harness.workflow import train_and_evaluate
 
     overrides = list(args.overrides)
     if args.seed is not None:
@@ -216,7 +217,7 @@ def _train(args) -> int:
             check_buildable(config)
         except ConfigError as exc:
             raise ConfigError(f"config file {args.config}: {exc}" if args.config else str(exc)) from None
-        result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+        result = train_and_evaluate(config, args.out, resume=args.resume, progress=not args.no_progress)
     except (TrainingFailed, EvaluationFailed) as exc:
         print(f"softbench train: run failed: {exc}", file=sys.stderr)
         return 3

@@ -202,7 +202,7 @@ def stage_train(grid: Grid, arm: str, seed: int, progress: bool = True, **_) -> 
         else:
             _log(f"resuming {run_dir} from its checkpoint")
         try:
-            train(config, run_dir, resume=action == "resume", progress=progress, evaluate=False,
+            train(config, run_dir, resume=action == "resume", progress=progress,
                   extra_files={STAMP_FILE: json.dumps(stamp) + "\n"})
         except TrainingFailed as exc:
             _log(f"run FAILED and is recorded as failed: {exc}")

@@ -14,8 +14,10 @@ format; ``"fp32"`` disables autocast. The loss is always computed in float32. Th
 
 Structure: :func:`train` = checks and the run's lock, then :func:`_setup` -> :func:`_epoch_loop`
 (-> :func:`_train_epoch` per epoch, :func:`_save_checkpoint` when due) -> :func:`_save_final`, then
-(optionally) :func:`harness.evaluate.evaluate_run` under the same lock. Evaluation never imports the
-trainer: the model helpers both use live in :mod:`harness.run_model`.
+an optional ``after_training`` step under the same lock. The trainer does not evaluate:
+:func:`harness.workflow.train_and_evaluate` composes training and :func:`harness.evaluate.evaluate_run`
+(the CLI's ``softbench train`` uses it; the DVC pipeline runs them as separate stages). The model
+helpers both sides use live in :mod:`harness.run_model`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from tqdm.auto import tqdm
 
 from harness.config import ConfigError, TrainConfig
 from harness.datasets import load_dataset
-from harness.evaluate import evaluate_run
 from harness.inference import autocast, forward
 from harness.io import FileFormatError, atomic_write_text, bad_file, provenance
 from harness.loss import label_smoothing_targets_other, label_smoothing_targets_uniform, soft_cross_entropy
@@ -116,17 +117,16 @@ def train(
     *,
     resume: bool = False,
     progress: bool = True,
-    evaluate: bool = True,
+    after_training: Callable[[Path, TrainConfig, torch.device], None] | None = None,
     stop_after_epochs: int | None = None,
     nan_at_step: int | None = None,
     extra_files: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Train ``config`` into ``run_dir`` and (by default) evaluate it, holding the run's lock throughout.
+    """Train ``config`` into ``run_dir``, holding the run's lock throughout.
 
     Steps, each a function: :func:`_setup` (data, model, optimiser, resume state, run record), then
     :func:`_epoch_loop` (epochs with the NaN guard and a checkpoint every ``checkpoint_every`` epochs),
-    then :func:`_save_final` (``model.pt``); evaluation (:func:`harness.evaluate.evaluate_run`) is a
-    separate step composed after them under the same lock.
+    then :func:`_save_final` (``model.pt``), then ``after_training`` (if given) under the same lock.
 
     Args:
         config: a validated :class:`TrainConfig`.
@@ -137,8 +137,10 @@ def train(
             match ``config`` exactly (else ``ConfigError``, nothing written). A run that was started
             but killed before its first checkpoint is started afresh.
         progress: show a tqdm progress bar.
-        evaluate: run :func:`harness.evaluate.evaluate_run` after training (status ``complete``);
-            without it a trained run stays ``running`` with the note "trained; not evaluated".
+        after_training: ``f(run_dir, config, device)`` run under the lock once ``model.pt`` is written
+            (:func:`harness.workflow.train_and_evaluate` passes the evaluation); the returned status
+            is then the one it leaves in ``status.json``. Without it a trained run stays ``running``
+            with the note "trained; not evaluated".
         stop_after_epochs: testing aid that simulates an interruption after that many epochs
             (the run stays ``running`` with a checkpoint).
         nan_at_step: testing aid that injects a NaN loss at that global step.
@@ -165,9 +167,9 @@ def train(
         if run.epoch < config.epochs:  # stopped early (stop_after_epochs)
             return TrainResult(run_dir, "running", run.epoch)
         _save_final(run)
-        if evaluate:
-            evaluate_run(run_dir, progress=progress, config=config, device=run.device)
-            return TrainResult(run_dir, "complete", config.epochs)
+        if after_training is not None:
+            after_training(run_dir, config, run.device)
+            return TrainResult(run_dir, read_status(run_dir)["status"], config.epochs)
         write_status(run_dir, "running", epoch=config.epochs, note="trained; not evaluated")
         return TrainResult(run_dir, "running", config.epochs)
 

@@ -42,7 +42,7 @@ from harness.grid import _validate, arm_config, eval_dir, fitted_mapping_path, l
 from harness.models import build_model
 from harness.results import account_for_grid, collect_results
 from harness.runs import LOCK_FILE, RunBusyError, lock_holder, read_status, run_lock
-from harness.trainer import train
+from harness.workflow import train_and_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 KILLS = int(os.environ.get("SOFTBENCH_FAULT_KILLS", "3"))
@@ -478,7 +478,7 @@ def reference(tmp_path_factory):
     cfg = root / "c.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
     (root / "child.py").write_text(_CHILD)
-    train(load_config(cfg), root / "ref", progress=False)
+    train_and_evaluate(load_config(cfg), root / "ref", progress=False)
     torch.save(build_model("smallnet", 10, widths=(4, 4, 4)).state_dict(), root / "other_model.pt")
     return root
 

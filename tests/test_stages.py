@@ -83,7 +83,7 @@ def test_interrupted_run_resumes_only_with_same_code(grid, capsys):
     config = arm_config(grid, "hard", 0)
     run.mkdir(parents=True)
     (run / stages.STAMP_FILE).write_text(json.dumps(stages._train_stamp(grid, config)))
-    train(config, run, progress=False, evaluate=False, stop_after_epochs=1)
+    train(config, run, progress=False, stop_after_epochs=1)
     assert read_status(run)["status"] == "running" and _epochs(run) == 1
     stages.stage_train(grid, "hard", 0, progress=False)
     assert "resuming" in capsys.readouterr().err and _epochs(run) == 2
@@ -94,7 +94,7 @@ def test_interrupted_run_resumes_only_with_same_code(grid, capsys):
     shutil.rmtree(run)
     run.mkdir(parents=True)
     (run / stages.STAMP_FILE).write_text(json.dumps({**stages._train_stamp(grid, config), "code": "0" * 16}))
-    train(config, run, progress=False, evaluate=False, stop_after_epochs=1)
+    train(config, run, progress=False, stop_after_epochs=1)
     stages.stage_train(grid, "hard", 0, progress=False)
     assert "resuming" not in capsys.readouterr().err and _epochs(run) == 2
     assert json.loads((run / "status.json").read_text())["status"] == "running"  # trained, evaluation pending

@@ -14,7 +14,9 @@ import yaml
 from harness.cli import main
 from harness.config import ConfigError, TrainConfig
 from harness.runs import read_status
-from harness.trainer import TrainingFailed, train
+from harness.trainer import TrainingFailed
+from harness.workflow import train_and_evaluate
+from conftest import require_machine
 
 TINY = {
     "dataset": "mnist5k",
@@ -41,14 +43,14 @@ def _values(run_dir):
 
 
 def test_same_seed_gives_bit_identical_metrics_on_cpu(tmp_path):
-    a = train(_cfg(), tmp_path / "a", progress=False)
-    b = train(_cfg(), tmp_path / "b", progress=False)
+    a = train_and_evaluate(_cfg(), tmp_path / "a", progress=False)
+    b = train_and_evaluate(_cfg(), tmp_path / "b", progress=False)
     assert a.status == b.status == "complete"
     assert _values(tmp_path / "a") == _values(tmp_path / "b")
     la = pd.read_csv(tmp_path / "a" / "epochs.csv")
     lb = pd.read_csv(tmp_path / "b" / "epochs.csv")
     assert la["loss"].tolist() == lb["loss"].tolist()
-    c = train(_cfg(seed=1), tmp_path / "c", progress=False)
+    c = train_and_evaluate(_cfg(seed=1), tmp_path / "c", progress=False)
     assert c.status == "complete"
     assert pd.read_csv(tmp_path / "c" / "epochs.csv")["loss"].tolist() != la["loss"].tolist()
 
@@ -94,6 +96,8 @@ PINNED_METRICS = {
     'op_accuracy/Equalize/10': 0.2,
 }
 PINNED_WEIGHTS = '48795e61e56a049a4306953d'  # sha256 (first 24 hex digits) of model.pt's tensors, sorted by name
+#: the machine the pins were computed on (tests/conftest.py machine_fingerprint); elsewhere the test skips
+PINNED_ON = "AuthenticAMD | avx2 fma | torch 2.14.1+cu130"
 
 
 def _weights_digest(path) -> str:
@@ -108,8 +112,9 @@ def _weights_digest(path) -> str:
 
 
 def test_pinned_run_gives_the_same_log_metrics_and_weights(tmp_path):
+    require_machine(PINNED_ON)
     run = tmp_path / "pinned"
-    assert train(TrainConfig.from_dict(PINNED_CONFIG), run, progress=False).status == "complete"
+    assert train_and_evaluate(TrainConfig.from_dict(PINNED_CONFIG), run, progress=False).status == "complete"
     log = pd.read_csv(run / "epochs.csv").drop(columns="time_s")
     assert log.to_dict(orient="list") == PINNED_LOG
     rows = json.loads((run / "metrics.json").read_text())["rows"]
@@ -119,7 +124,7 @@ def test_pinned_run_gives_the_same_log_metrics_and_weights(tmp_path):
 
 def test_run_record_is_complete(tmp_path):
     run = tmp_path / "run"
-    train(_cfg(), run, progress=False)
+    train_and_evaluate(_cfg(), run, progress=False)
     assert read_status(run)["status"] == "complete"
     for name in ("config.yaml", "provenance.json", "epochs.csv", "checkpoint.pt", "model.pt",
                  "metrics.json", "predictions.npz"):
@@ -140,11 +145,11 @@ def test_run_record_is_complete(tmp_path):
 
 def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path):
     cfg = _cfg(epochs=3)
-    train(cfg, tmp_path / "full", progress=False)
-    part = train(cfg, tmp_path / "part", progress=False, stop_after_epochs=1)
+    train_and_evaluate(cfg, tmp_path / "full", progress=False)
+    part = train_and_evaluate(cfg, tmp_path / "part", progress=False, stop_after_epochs=1)
     assert part.status == "running" and read_status(tmp_path / "part")["status"] == "running"
     assert not (tmp_path / "part" / "metrics.json").exists()
-    done = train(cfg, tmp_path / "part", resume=True, progress=False)
+    done = train_and_evaluate(cfg, tmp_path / "part", resume=True, progress=False)
     assert done.status == "complete"
     assert _values(tmp_path / "part") == _values(tmp_path / "full")
     full_log = pd.read_csv(tmp_path / "full" / "epochs.csv").drop(columns="time_s")
@@ -155,7 +160,7 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path):
 def test_nan_loss_marks_run_failed_and_writes_no_metrics(tmp_path):
     run = tmp_path / "nan"
     with pytest.raises(TrainingFailed, match="non-finite"):
-        train(_cfg(), run, progress=False, nan_at_step=2)
+        train_and_evaluate(_cfg(), run, progress=False, nan_at_step=2)
     status = read_status(run)
     assert status["status"] == "failed" and status["step"] == 2 and status["epoch"] == 1
     assert not (run / "metrics.json").exists() and not (run / "model.pt").exists()
@@ -163,20 +168,20 @@ def test_nan_loss_marks_run_failed_and_writes_no_metrics(tmp_path):
 
 def test_resume_with_a_different_config_is_refused_and_writes_nothing(tmp_path):
     run = tmp_path / "r"
-    train(_cfg(epochs=3), run, progress=False, stop_after_epochs=1)
+    train_and_evaluate(_cfg(epochs=3), run, progress=False, stop_after_epochs=1)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     with pytest.raises(ConfigError, match="differs"):
-        train(_cfg(epochs=3, lr=0.01), run, resume=True, progress=False)
+        train_and_evaluate(_cfg(epochs=3, lr=0.01), run, resume=True, progress=False)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
 def test_existing_run_directory_is_not_overwritten(tmp_path):
     run = tmp_path / "r"
-    train(_cfg(epochs=1), run, progress=False)
+    train_and_evaluate(_cfg(epochs=1), run, progress=False)
     with pytest.raises(ConfigError, match="already holds a run"):
-        train(_cfg(epochs=1), run, progress=False)
+        train_and_evaluate(_cfg(epochs=1), run, progress=False)
     with pytest.raises(ConfigError, match="no checkpoint"):
-        train(_cfg(), tmp_path / "empty", resume=True, progress=False)
+        train_and_evaluate(_cfg(), tmp_path / "empty", resume=True, progress=False)
 
 
 def test_cli_train_with_corruptions_and_evaluate(tmp_path, capsys):
