@@ -19,6 +19,21 @@ import argparse
 import sys
 from pathlib import Path
 
+import mappings
+from harness.analysis import format_plan, load_results, plan
+from harness.config import ConfigError, load_config
+from harness.corruptions import corrupted_test_set
+from harness.datasets import load_dataset, prepare_dataset
+from harness.demo import run_demo, ta_confidence_table
+from harness.evaluate import EvaluationFailed, corruption_subset, evaluate_run
+from harness.fit_mappings import fit_mappings
+from harness.grid import FITTED_ROOT, list_grids, load_grid, use_grid
+from harness.io import atomic_write_text
+from harness.runs import RunBusyError
+from harness.stages import STAGES, grid_summary, run_stage
+from harness.trainer import TrainingFailed, check_buildable
+from harness.workflow import train_and_evaluate
+
 __all__ = ["main", "build_parser"]
 
 
@@ -36,8 +51,6 @@ def _positive_int(name: str, minimum: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import mappings
-
     parser = argparse.ArgumentParser(
         prog="softbench",
         description="Benchmark harness for adaptive label smoothing (soft augmentation). The main job is "
@@ -127,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "defaults of mappings.conversion.FALLBACK_OPS)")
     fm.add_argument("--n-boot", type=_positive_int("--n-boot", 10), default=200,
                     help="bootstrap refits for the 95%% bands of --source hvs (default: 200)")
-    fm.add_argument("--out", default=None, help="output folder (default: mappings/fitted/<dataset>)")
+    fm.add_argument("--out", default=None, help="output folder (default: datasets/fitted/<dataset>/<name or source>)")
     fm.add_argument("--name", default=None, help="mapping-set name and file stem (default: the source)")
     fm.add_argument("--n-images", type=_positive_int("--n-images", 1), default=500,
                     help="held-out test images measured (default: 500)")
@@ -143,8 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
                          "proxy's --proxy-n-per-class subset (use this when the mapping will train models "
                          "that are evaluated on the test set; the pipeline does)")
     fm.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
-    from harness.stages import STAGES
 
     st = sub.add_parser(
         "stage", help="run one DVC pipeline stage on the active grid (what dvc.yaml calls)",
@@ -194,195 +205,124 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: errors reported as one line naming the field or file, without a traceback (exit status 2): bad config
-#: or input (ValueError: ConfigError, FileFormatError), a missing or unreadable file (OSError), a run
+#: or input (ValueError: ConfigError, FileFormatError, ...), a missing or unreadable file (OSError), a run
 #: directory locked by another writer (RunBusyError)
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from harness.runs import RunBusyError
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RunBusyError)
+#: a run that started and failed (non-finite loss or metric): exit status 3, the run is marked failed on disk
+RUN_FAILURES: tuple[type[BaseException], ...] = (TrainingFailed, EvaluationFailed)
 
-    return (ValueError, OSError, RunBusyError)
 
-
-def _train(args) -> int:
-    from harness.config import ConfigError, load_config
-    from harness.evaluate import EvaluationFailed
-    from harness.trainer import TrainingFailed, check_buildable
-    from harness.workflow import train_and_evaluate
-
+def _train(args) -> None:
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    try:
-        config = load_config(args.config, overrides)
-        try:  # stages and model_kwargs that do not build: an error naming the config file
-            check_buildable(config)
-        except ConfigError as exc:
-            raise ConfigError(f"config file {args.config}: {exc}" if args.config else str(exc)) from None
-        result = train_and_evaluate(config, args.out, resume=args.resume, progress=not args.no_progress)
-    except (TrainingFailed, EvaluationFailed) as exc:
-        print(f"softbench train: run failed: {exc}", file=sys.stderr)
-        return 3
-    except _user_errors() as exc:
-        print(f"softbench train: error: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, overrides)
+    try:  # stages and model_kwargs that do not build: an error naming the config file
+        check_buildable(config)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {args.config}: {exc}" if args.config else str(exc)) from None
+    result = train_and_evaluate(config, args.out, resume=args.resume, progress=not args.no_progress)
     print(f"run {result.status}: {result.run_dir}")
-    return 0
 
 
-def _evaluate(args) -> int:
-    from harness.evaluate import EvaluationFailed, evaluate_run
-
-    try:
-        rows = evaluate_run(args.run_dir, progress=not args.no_progress)
-    except EvaluationFailed as exc:
-        print(f"softbench evaluate: run failed: {exc}", file=sys.stderr)
-        return 3
-    except _user_errors() as exc:
-        print(f"softbench evaluate: error: {exc}", file=sys.stderr)
-        return 2
-    for r in rows:
+def _evaluate(args) -> None:
+    for r in evaluate_run(args.run_dir, progress=not args.no_progress):
         if r["corruption"] is None:
             print(f"{r['metric']:>28}: {r['value']:.4f}")
-    return 0
 
 
-def _corruptions_make(args) -> int:
-    from harness.corruptions import corrupted_test_set
-    from harness.datasets import load_dataset
-
-    try:
-        _train, test = load_dataset(args.dataset, source=args.data_source)
-        bad = [s for s in args.severities if not 1 <= s <= 5]
-        if bad:
-            raise ValueError(f"--severities must be in 1..5, got {bad}")
-        from harness.evaluate import corruption_subset
-
-        subset, _idx = corruption_subset(test, args.n)
-        with corrupted_test_set(subset, n=len(subset), severities=tuple(args.severities), seed=args.seed,
-                                progress=True) as corr:
-            print(f"corrupted set: {corr.path}")
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"softbench corruptions make: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+def _corruptions_make(args) -> None:
+    bad = [s for s in args.severities if not 1 <= s <= 5]
+    if bad:
+        raise ValueError(f"--severities must be in 1..5, got {bad}")
+    _train_set, test = load_dataset(args.dataset, source=args.data_source)
+    subset, _idx = corruption_subset(test, args.n)
+    with corrupted_test_set(subset, n=len(subset), severities=tuple(args.severities), seed=args.seed,
+                            progress=True) as corr:
+        print(f"corrupted set: {corr.path}")
 
 
-def _prepare(args) -> int:
-    from harness.datasets import prepare_dataset
-
-    try:
-        path = prepare_dataset(args.dataset, source=args.source, download=args.download, force=args.force)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"softbench prepare: error: {exc}", file=sys.stderr)
-        return 2
+def _prepare(args) -> None:
+    path = prepare_dataset(args.dataset, source=args.source, download=args.download, force=args.force)
     print(f"prepared: {path}")
-    return 0
 
 
-def _fit_mappings(args) -> int:
-    from harness.fit_mappings import fit_mappings
-
-    out = args.out or f"mappings/fitted/{args.dataset}"
-    try:
-        files = fit_mappings(args.dataset, args.source, out, name=args.name, n_images=args.n_images,
-                             seed=args.seed, proxy_epochs=args.proxy_epochs, proxy_run=args.proxy_run,
-                             proxy_n_per_class=args.proxy_n_per_class, fallback=args.fallback,
-                             n_boot=args.n_boot, progress=not args.no_progress, measure_on=args.measure_on)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"softbench fit-mappings: error: {exc}", file=sys.stderr)
-        return 2
+def _fit_mappings(args) -> None:
+    out = args.out or str(FITTED_ROOT / args.dataset / (args.name or args.source))
+    files = fit_mappings(args.dataset, args.source, out, name=args.name, n_images=args.n_images,
+                         seed=args.seed, proxy_epochs=args.proxy_epochs, proxy_run=args.proxy_run,
+                         proxy_n_per_class=args.proxy_n_per_class, fallback=args.fallback,
+                         n_boot=args.n_boot, progress=not args.no_progress, measure_on=args.measure_on)
     print(f"mapping set: {files['mapping_set']}\ntable: {files['table']}\nplots: {len(files['plots'])} PNGs in {out}")
-    return 0
 
 
-def _stage(args) -> int:
-    from harness.stages import run_stage
-
-    try:
-        run_stage(args.name, params=args.params, arm=args.arm, seed=args.seed, progress=not args.no_progress)
-    except _user_errors() as exc:
-        print(f"softbench stage {args.name}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+def _stage(args) -> None:
+    run_stage(args.name, params=args.params, arm=args.arm, seed=args.seed, progress=not args.no_progress)
 
 
-def _grid(args) -> int:
-    from harness.grid import list_grids, load_grid, use_grid
-    from harness.stages import grid_summary
-
-    try:
-        if args.grid_command == "list":
-            for name in list_grids():
-                print(name)
-        elif args.grid_command == "show":
-            path = "params.yaml" if args.name is None else f"grids/{args.name}.yaml"
-            print(grid_summary(load_grid(path)))
-        else:
-            grid = use_grid(args.name, dataset=args.dataset)
-            print(f"params.yaml now holds grid {grid.name!r} ({grid.dataset}); run `dvc repro`")
-            print(grid_summary(grid))
-    except _user_errors() as exc:
-        print(f"softbench grid: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+def _grid(args) -> None:
+    if args.grid_command == "list":
+        for name in list_grids():
+            print(name)
+    elif args.grid_command == "show":
+        path = "params.yaml" if args.name is None else f"grids/{args.name}.yaml"
+        print(grid_summary(load_grid(path)))
+    else:
+        grid = use_grid(args.name, dataset=args.dataset)
+        print(f"params.yaml now holds grid {grid.name!r} ({grid.dataset}); run `dvc repro`")
+        print(grid_summary(grid))
 
 
-def _plan(args: argparse.Namespace) -> int:
+def _plan(args) -> None:
     """``softbench plan``: seeds per hypothesis from a pilot (harness.analysis.plan)."""
-    from harness.analysis import format_plan, load_results, plan
-    from harness.grid import load_grid
-    from harness.io import atomic_write_text
-
-    try:
-        grid = load_grid(args.params)
-        table = plan(load_results(args.results), grid.stats, mde=args.mde)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"softbench plan: error: {exc}", file=sys.stderr)
-        return 2
+    grid = load_grid(args.params)
+    table = plan(load_results(args.results), grid.stats, mde=args.mde)
     print(format_plan(table))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, table.to_csv(index=False))
     print(f"written: {out}")
-    return 0
+
+
+def _demo(args) -> None:
+    files = run_demo(args.out, num_classes=args.num_classes, seed=args.seed, mapping=args.mapping,
+                     images_npz=args.images_npz, size=args.size)
+    for label, path in files.items():
+        print(f"{label:>8}: {path}")
+
+
+def _presets(args) -> None:
+    table = ta_confidence_table(args.num_classes, args.image_size, args.image_size)
+    sys.stdout.write(table.to_csv(index=False, float_format="%.6g"))
+
+
+_COMMANDS = {"train": _train, "evaluate": _evaluate, "corruptions": _corruptions_make, "prepare": _prepare,
+             "fit-mappings": _fit_mappings, "stage": _stage, "grid": _grid, "plan": _plan, "demo": _demo,
+             "presets": _presets}
+
+
+def _label(args) -> str:
+    """``softbench stage train`` / ``softbench corruptions make`` / ``softbench grid`` ..."""
+    if args.command == "stage":
+        return f"softbench stage {args.name}"
+    if args.command == "corruptions":
+        return "softbench corruptions make"
+    return f"softbench {args.command}"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the one error boundary: a user error is one line on stderr and exit status 2, a
+    failed run one line and exit status 3, success 0. No traceback reaches the user for those."""
     args = build_parser().parse_args(argv)
-    if args.command == "stage":
-        return _stage(args)
-    if args.command == "grid":
-        return _grid(args)
-    if args.command == "fit-mappings":
-        return _fit_mappings(args)
-    if args.command == "prepare":
-        return _prepare(args)
-    if args.command == "train":
-        return _train(args)
-    if args.command == "evaluate":
-        return _evaluate(args)
-    if args.command == "corruptions":
-        return _corruptions_make(args)
-    if args.command == "demo":
-        from harness.demo import run_demo
-
-        try:
-            files = run_demo(args.out, num_classes=args.num_classes, seed=args.seed, mapping=args.mapping,
-                             images_npz=args.images_npz, size=args.size)
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"softbench demo: error: {exc}", file=sys.stderr)
-            return 2
-        for label, path in files.items():
-            print(f"{label:>8}: {path}")
-        return 0
-    if args.command == "plan":
-        return _plan(args)
-    if args.command == "presets":
-        from harness.demo import ta_confidence_table
-
-        table = ta_confidence_table(args.num_classes, args.image_size, args.image_size)
-        sys.stdout.write(table.to_csv(index=False, float_format="%.6g"))
-        return 0
-    raise AssertionError(args.command)  # pragma: no cover
+    try:
+        _COMMANDS[args.command](args)
+    except RUN_FAILURES as exc:
+        print(f"{_label(args)}: run failed: {exc}", file=sys.stderr)
+        return 3
+    except USER_ERRORS as exc:
+        print(f"{_label(args)}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,17 +22,28 @@ goes on and the report lists the failure; any other error exits non-zero and sto
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
 import mappings
-from harness.config import ConfigError, TrainConfig
+from harness.analysis import analyze, load_results
+from harness.config import ConfigError, TrainConfig, load_config
+from harness.corruptions import corrupted_test_set
+from harness.corruptions.official import fetch_official_corruptions
+from harness.datasets import load_dataset, prepare_dataset
+from harness.evaluate import EvaluationFailed, corruption_subset, evaluate_run
 from harness.fit_mappings import fit_mappings
-from harness.io import FileFormatError, atomic_write_text, read_json
+from harness.io import FileFormatError, atomic_write_text, provenance, read_json
+from harness.report import write_report
+from harness.results import account_for_grid, collect_results, write_results
+from harness.runs import clear_run_dir, load_torch, read_status, remove_run_dir, run_lock, write_status
+from harness.trainer import TrainingFailed, check_buildable, train
 from harness.grid import (
     CORRUPTED_ROOT,
     FITTED_ROOT,
@@ -67,8 +78,6 @@ def _grid_eval_config(grid: Grid) -> TrainConfig:
 
 def _eval_config(grid: Grid, config: TrainConfig) -> TrainConfig:
     """``config`` with the grid's current evaluation settings (evaluation never changes training)."""
-    from dataclasses import replace
-
     ev = _grid_eval_config(grid)
     return replace(config, corruption_n=ev.corruption_n, corruption_severities=ev.corruption_severities,
                    op_eval_bins=ev.op_eval_bins, corruptions=ev.corruptions, eval_batch_size=ev.eval_batch_size,
@@ -77,23 +86,16 @@ def _eval_config(grid: Grid, config: TrainConfig) -> TrainConfig:
 
 def stage_prepare(grid: Grid, **_) -> None:
     """Convert the grid's dataset; with ``download: auto`` (default) a missing one is fetched and verified first."""
-    from harness.datasets import prepare_dataset
-
     _log(f"prepared: {prepare_dataset(grid.dataset, source=grid.data_source, download=grid.download == 'auto')}")
 
 
 def stage_corruptions(grid: Grid, progress: bool = True, **_) -> None:
-    from harness.corruptions import corrupted_test_set
-    from harness.datasets import load_dataset
-    from harness.evaluate import corruption_subset
-
     cfg = _grid_eval_config(grid)
     if not cfg.corruptions:
         CORRUPTED_ROOT.mkdir(parents=True, exist_ok=True)
         _log("corruptions disabled in evaluation settings; nothing to build")
         return
     if grid.corruption_source == "official":  # the released files: found locally, or fetched and verified
-        from harness.corruptions.official import fetch_official_corruptions
 
         root = fetch_official_corruptions(grid.dataset, download=grid.download == "auto")
         _log(f"official corruption files: {root} (archive checksums verified when downloaded)")
@@ -147,7 +149,6 @@ STAMP_FILE = "train_stamp.json"
 def code_hash(paths=TRAIN_CODE) -> str:
     """SHA-256 over the Python sources under ``paths`` (relative to the working copy, ``harness.paths.code_root``;
     path and content, sorted). A run is resumed or kept only while the code that trains it is unchanged."""
-    import hashlib
 
     h = hashlib.sha256()
     here = code_root(tuple(paths))
@@ -160,9 +161,7 @@ def code_hash(paths=TRAIN_CODE) -> str:
 
 
 def _train_stamp(grid: Grid, config: TrainConfig) -> dict:
-    import hashlib
 
-    from harness.datasets import prepare_dataset
 
     meta = prepare_dataset(grid.dataset, source=grid.data_source) / "meta.json"
     return {"training_hash": config.training_hash(), "code": code_hash(),
@@ -184,8 +183,6 @@ def stage_train(grid: Grid, arm: str, seed: int, progress: bool = True, **_) -> 
     The config is checked in full (augmentation stages, fitted mappings, model_kwargs) before anything
     is written.
     """
-    from harness.runs import clear_run_dir, run_lock
-    from harness.trainer import TrainingFailed, check_buildable, train
 
     _check_cell(grid, arm, seed)
     config = arm_config(grid, arm, seed)
@@ -210,8 +207,6 @@ def stage_train(grid: Grid, arm: str, seed: int, progress: bool = True, **_) -> 
 
 def _train_action(run_dir: Path, config: TrainConfig, stamp: dict) -> str:
     """``keep``, ``resume`` or ``fresh`` for the run in ``run_dir`` (see :func:`stage_train`; under its lock)."""
-    from harness.runs import load_torch, read_status
-
     ckpt, stamp_path = run_dir / "checkpoint.pt", run_dir / STAMP_FILE
     if not (ckpt.is_file() and stamp_path.is_file()):
         return "fresh"
@@ -243,9 +238,6 @@ def stage_evaluate(grid: Grid, arm: str, progress: bool = True, **_) -> None:
     """Evaluate every seed of ``arm`` (a run that did not train, or whose trained files cannot be read, is
     recorded as failed with the reason, not skipped). Each run's training and evaluation directories are
     locked while it is evaluated."""
-    from harness.config import load_config
-    from harness.evaluate import EvaluationFailed, evaluate_run
-    from harness.runs import clear_run_dir, read_status, remove_run_dir, run_lock, write_status
 
     _check_arm(grid, arm)
     arm_root = RUNS_ROOT / "eval" / arm
@@ -279,7 +271,6 @@ def stage_evaluate(grid: Grid, arm: str, progress: bool = True, **_) -> None:
 def stage_results(grid: Grid, **_) -> None:
     """Every arm x seed of the grid into ``reports/results.csv``; runs that are not complete are listed
     (status and reason, naming the file) on stderr and in the table, never dropped."""
-    from harness.results import collect_results, write_results
 
     df = collect_results(grid, RUNS_ROOT)
     path = write_results(df, REPORTS_ROOT / "results.csv")
@@ -290,9 +281,6 @@ def stage_results(grid: Grid, **_) -> None:
 
 
 def stage_stats(grid: Grid, **_) -> None:
-    from harness.analysis import analyze, load_results
-    from harness.results import account_for_grid
-
     # a grid run without any row (e.g. deleted from results.csv by hand) enters as `missing`, never dropped
     results = account_for_grid(load_results(REPORTS_ROOT / "results.csv"), grid)
     analysis = analyze(results, grid.stats)
@@ -301,9 +289,6 @@ def stage_stats(grid: Grid, **_) -> None:
 
 
 def stage_report(grid: Grid, **_) -> None:
-    from harness.io import provenance
-    from harness.report import write_report
-
     hvs_dir = FITTED_ROOT / grid.dataset / "hvs"  # the human-data fit: mapping curves over the trials
     fit_dirs = {"hvs": hvs_dir} if hvs_dir.is_dir() else {}
     prov = provenance(config=None)
@@ -334,8 +319,6 @@ def write_hypothesis_metrics(stats_dir: str | Path, out: str | Path) -> Path:
 
 
 def _params_hash(path: str | Path = "params.yaml") -> str | None:
-    import hashlib
-
     p = Path(path)
     return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else None
 

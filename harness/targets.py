@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from harness.augment._common import check_num_classes
+from mappings.base import check_num_classes
 
 __all__ = ["soft_targets", "combine_confidences", "COMBINE_RULES"]
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from mappings.base import check_num_classes  # one validator for K, shared with mappings
 from torch import nn
 
 __all__ = [
@@ -174,15 +176,6 @@ def check_batch(images: object, name: str = "images") -> torch.Tensor:
     if images.shape[2] < 2 or images.shape[3] < 2:
         raise ValueError(f"{name} must be at least 2x2 pixels, got shape={tuple(images.shape)}")
     return images
-
-
-def check_num_classes(num_classes: object) -> int:
-    """Validate K (number of classes), an int >= 2."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes}")
-    return num_classes
 
 
 # ----------------------------------------------------------------------------------------------
