@@ -86,7 +86,6 @@ import os
 import pickle
 import sys
 import tarfile
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -101,6 +100,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from harness.download import DownloadError, Remote, fetch, fetch_and_extract
+from harness.io import atomic_open, atomic_write_text
 from harness.paths import raw_data_dir, repo_root, shared_data_dir
 
 __all__ = [
@@ -434,29 +434,6 @@ def _read_meta(out: Path) -> dict:
         raise ValueError(f"{out / 'meta.json'}: unreadable ({exc})") from None
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then ``os.replace`` it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -475,7 +452,8 @@ def _write_prepared(out: Path, name: str, train: dict, test: dict, info: dict) -
         payload = {"images": ds.images, "labels": ds.labels, "classes": np.array(ds.classes, dtype=str)}
         payload.update({k: v for k, v in arrays.items() if k not in ("images", "labels", "classes")})
         path = out / f"{split}.npz"
-        _atomic_write(path, lambda fh, payload=payload: np.savez(fh, **payload))
+        with atomic_open(path) as fh:
+            np.savez(fh, **payload)
         splits[split] = {
             "n": len(ds), "image_shape": list(ds.image_shape),
             "class_counts": ds.class_counts().tolist(), "sha256": _sha256_file(path),
@@ -489,7 +467,7 @@ def _write_prepared(out: Path, name: str, train: dict, test: dict, info: dict) -
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     text = json.dumps(meta, indent=2, sort_keys=False) + "\n"
-    _atomic_write(meta_path, lambda fh: fh.write(text.encode("utf-8")))
+    atomic_write_text(meta_path, text)
 
 
 def _open_npz(path: Path):
