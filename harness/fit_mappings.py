@@ -17,11 +17,16 @@ Sources:
   The plots show human accuracy per condition, normalised, with Wilson 95 % intervals and the
   fit's parametric-bootstrap 95 % band.
 
+Measuring (training the proxy, per-op accuracy, SSIM of augmented images) is
+:mod:`harness.measure`; fitting, smoothing, normalising and serialising the measured tables is
+:mod:`mappings` (``mappings.proxy``, ``mappings.ssim``, ``mappings.fit``).
+
 Writes ``<out_dir>/<name>.json`` (a :class:`mappings.MappingSet`, loadable with
 ``mappings.from_dict(json.load(...))``, with the source of every op recorded in ``sources``), the
 raw table ``<name>_table.csv`` and one PNG per op, ``<name>_<Op>.png``: the measured points with
 their 95 % intervals, the fitted curve, and the ``polynomial_chance`` / ``polynomial_custom``
-presets for comparison.
+presets for comparison. The ``fit-mappings`` command writes under ``datasets/fitted/<dataset>/``
+(:func:`default_out_dir`), like the pipeline's ``proxy_accuracy`` / ``fit_mappings`` stages.
 """
 
 from __future__ import annotations
@@ -32,21 +37,40 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from statsmodels.stats.proportion import proportion_confint
 
 import mappings
-from harness.augment.space import SIGNED_OPS, TA_OPS, op_id
+from harness import measure
+from harness.datasets import load_dataset
 from harness.io import atomic_write_bytes, atomic_write_text
+from harness.paths import repo_root
+from mappings import conversion, hvs
+from mappings.fit import compare_pooled, select_family
+from mappings.normalize import human_to_confidence
+from mappings.ops import TRIVIAL_AUGMENT_WIDE
+from mappings.proxy import clean_accuracy, normalise_accuracy, proxy_confidence_table, proxy_mapping_set
+from mappings.ssim import ssim_mapping_set
 
-__all__ = ["SOURCES", "fit_mappings", "plot_mapping_curves"]
+__all__ = ["SOURCES", "FALLBACKS", "MEASURE_ON", "FITTED_DIR", "default_out_dir", "fit_mappings",
+           "plot_mapping_curves"]
 
 SOURCES: tuple[str, ...] = ("ssim", "proxy", "hvs")
 FALLBACKS: tuple[str, ...] = ("per-op", "polynomial", "ssim", "proxy")
 MEASURE_ON: tuple[str, ...] = ("test", "train-heldout")
 
+#: Where fitted mapping sets go, relative to the working copy's root (never the ``mappings/`` package).
+FITTED_DIR = Path("datasets") / "fitted"
+
+_OPS = TRIVIAL_AUGMENT_WIDE
+
+
+def default_out_dir(dataset: str) -> Path:
+    """``<repo root>/datasets/fitted/<dataset>``: the ``fit-mappings`` command's default output folder."""
+    return repo_root() / FITTED_DIR / dataset
+
 
 def _binomial_ci(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from statsmodels.stats.proportion import proportion_confint
-
     lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
     return np.asarray(lo), np.asarray(hi)
 
@@ -55,6 +79,7 @@ def plot_mapping_curves(table: pd.DataFrame, mapping_set, out_dir: Path, name: s
                         point_col: str, low_col: str, high_col: str, ylabel: str,
                         bands: dict | None = None) -> list[Path]:
     """One PNG per op: points with intervals, the fitted mapping and the polynomial presets."""
+    # matplotlib: figures only (allowed lazily, see tests/test_layers.py)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,12 +89,12 @@ def plot_mapping_curves(table: pd.DataFrame, mapping_set, out_dir: Path, name: s
     custom = mappings.preset("polynomial_custom", num_classes)
     paths = []
     grid = np.linspace(0.0, 1.0, 101)
-    for op in TA_OPS:
+    for op in _OPS.names:
         sub = table[table["op"] == op]
         if sub.empty and bands is None:
             continue
         fig, ax = plt.subplots(figsize=(4.2, 3.2))
-        curve_signs = ("+", "-") if op in SIGNED_OPS else ("",)
+        curve_signs = ("+", "-") if op in _OPS.signed else ("",)
         for sign, marker, colour in (("+", "o", "tab:blue"), ("-", "s", "tab:orange"), ("", "o", "tab:blue")):
             part = sub[sub["sign"].fillna("") == sign]
             if not part.empty:
@@ -80,14 +105,14 @@ def plot_mapping_curves(table: pd.DataFrame, mapping_set, out_dir: Path, name: s
                             alpha=0.7, label=label, capsize=1.5)
             if sign in curve_signs:
                 mag = 1.0 if sign != "-" else -1.0
-                ids = np.full(grid.shape, op_id(op))
+                ids = np.full(grid.shape, _OPS.op_id(op))
                 fitted = mapping_set(ids, np.full(grid.shape, mag), grid)
                 ax.plot(grid, fitted, color=colour, lw=1.8, label=f"fitted {sign}".strip())
         for (band_op, band_sign), (xs, lo, hi) in (bands or {}).items():
             if band_op == op:
                 ax.fill_between(xs, lo, hi, color="tab:green", alpha=0.25,
                                 label=f"95% band {band_sign}".strip())
-        ids = np.full(grid.shape, op_id(op))
+        ids = np.full(grid.shape, _OPS.op_id(op))
         ax.plot(grid, chance(ids, np.ones_like(grid), grid), "k--", lw=1, label="polynomial_chance")
         ax.plot(grid, custom(ids, np.ones_like(grid), grid), "k:", lw=1, label="polynomial_custom")
         ax.set_ylim(0, 1.05)
@@ -107,13 +132,15 @@ def plot_mapping_curves(table: pd.DataFrame, mapping_set, out_dir: Path, name: s
     return paths
 
 
-def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | None = None,
+def fit_mappings(dataset: str, source: str, out_dir: str | Path | None = None, *, name: str | None = None,
                  n_images: int = 500, seed: int = 0, proxy_epochs: int = 10, proxy_run: str | Path | None = None,
                  proxy_n_per_class: int | None = None, data_source: str | None = None,
                  fallback: str = "per-op", n_boot: int = 200, progress: bool = True,
                  proxy_model: str = "smallnet", proxy_overrides: dict | None = None,
                  measure_on: str = "test", fallback_sets: dict | None = None) -> dict:
-    """Fit a mapping set from ``source`` for ``dataset``; returns the paths written.
+    """Fit a mapping set from ``source`` for ``dataset`` into ``out_dir``; returns the paths written.
+
+    ``out_dir`` defaults to :func:`default_out_dir` (``datasets/fitted/<dataset>``).
 
     ``measure_on`` picks the images the SSIM / proxy-accuracy measurements use: ``"test"`` (held-out
     test images; right for a standalone study of the mappings) or ``"train-heldout"`` (training
@@ -125,8 +152,6 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
     configure the proxy trained for the ``proxy`` source (and the ``proxy`` fallback).
     ``fallback_sets`` (``{"proxy" | "ssim": MappingSet}``) supplies already-fitted sets for the ``hvs``
     fallbacks instead of measuring them again (the pipeline passes its proxy stage's result)."""
-    from harness.datasets import load_dataset
-
     if source not in SOURCES:
         raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}")
     if fallback not in FALLBACKS:
@@ -136,7 +161,7 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
     if measure_on not in MEASURE_ON:
         raise ValueError(f"measure_on must be one of {list(MEASURE_ON)}, got {measure_on!r}")
     name = name or source
-    out = Path(out_dir)
+    out = default_out_dir(dataset) if out_dir is None else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train, test = load_dataset(dataset, source=data_source)
     k = test.num_classes
@@ -152,8 +177,6 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
             raise ValueError(f"proxy_n_per_class={proxy_n_per_class} uses every training image of {dataset}; "
                              "nothing is left to measure on")
     n = min(n_images, pool.size)
-    import torch
-
     # a seeded random subset: datasets are often stored sorted by class
     idx = np.sort(pool[np.random.default_rng(seed).permutation(pool.size)[:n]])
     images = torch.from_numpy(np.ascontiguousarray(pool_set.images[idx])).permute(0, 3, 1, 2).contiguous()
@@ -171,7 +194,7 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
                                                fallback_sets=fallback_sets,
                                                image_size=int(test.images.shape[1]), **kwargs)
     if source != "hvs":
-        sources = {op: source for op in TA_OPS if op in {key.rstrip("+-") for key in ms.mappings}}
+        sources = {op: source for op in _OPS.names if op in {key.rstrip("+-") for key in ms.mappings}}
         ms = mappings.MappingSet(dict(ms.mappings), k, name=name, sources=sources)
     json_path = out / f"{name}.json"
     atomic_write_text(json_path, json.dumps(ms.to_dict(), indent=2) + "\n")
@@ -183,9 +206,7 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path, *, name: str | 
 
 
 def _ssim_source(*, images, k, n, seed, name, **_):
-    from mappings.ssim import ssim_mapping_set, ssim_op_curves
-
-    table = ssim_op_curves(images, n_images=n, seed=seed)
+    table = measure.ssim_op_curves(images, n_images=n, seed=seed)
     ms = ssim_mapping_set(table, k, name=name)
     table = table.assign(point=table["ssim_mean"].clip(1.0 / k, 1.0),
                          low=table["ci_low"].clip(1.0 / k, 1.0), high=table["ci_high"].clip(1.0 / k, 1.0))
@@ -194,29 +215,24 @@ def _ssim_source(*, images, k, n, seed, name, **_):
 
 def _proxy_source(*, images, labels, k, seed, name, dataset, proxy_run, proxy_epochs, proxy_n_per_class,
                   progress, proxy_model="smallnet", proxy_overrides=None, **_):
-    from mappings import proxy as P
-
     run = Path(proxy_run) if proxy_run else Path("runs") / f"proxy_{dataset}_seed{seed}"
-    P.train_proxy(dataset, run_dir=run, epochs=proxy_epochs, n_per_class=proxy_n_per_class, seed=seed,
-                  progress=progress, model=proxy_model, overrides=proxy_overrides)
-    model = P.load_proxy(run)
-    acc = P.measure_proxy_accuracy(model, images, labels, progress=progress)
-    table = P.proxy_confidence_table(acc, k)
-    ms = P.proxy_mapping_set(table, k, name=name)
-    clean = P.clean_accuracy(acc)
+    measure.train_proxy(dataset, run_dir=run, epochs=proxy_epochs, n_per_class=proxy_n_per_class, seed=seed,
+                        progress=progress, model=proxy_model, overrides=proxy_overrides)
+    model = measure.load_proxy(run)
+    acc = measure.measure_proxy_accuracy(model, images, labels, progress=progress)
+    table = proxy_confidence_table(acc, k)
+    ms = proxy_mapping_set(table, k, name=name)
+    clean = clean_accuracy(acc)
     kk = np.round(table["accuracy"].to_numpy(float) * table["n"].to_numpy(float))
     lo, hi = _binomial_ci(kk, table["n"].to_numpy(float))
     table = table.assign(point=table["confidence_raw"],
-                         low=P.normalise_accuracy(lo, clean, k), high=P.normalise_accuracy(hi, clean, k))
+                         low=normalise_accuracy(lo, clean, k), high=normalise_accuracy(hi, clean, k))
     return table, ms, "confidence (normalised proxy accuracy)"
 
 
 def _hvs_data(distortion: str, alpha: float = 0.05):
     """Fit inputs for ``distortion``: all studies pooled, unless a likelihood-ratio test rejects pooling
     (p < ``alpha``); then only the study with the most trials is used (tag ``"(study)"``)."""
-    from mappings import hvs
-    from mappings.fit import compare_pooled
-
     table = hvs.load_hvs_table(distortion)
     studies = sorted(table["study"].unique())
     if len(studies) < 2:
@@ -230,11 +246,6 @@ def _hvs_data(distortion: str, alpha: float = 0.05):
 
 
 def _hvs_source(*, k, name, fallback, n_boot, image_size, seed, fallback_sets=None, **kwargs):
-    from harness.augment.space import MAGNITUDE_FREE_OPS
-    from mappings import conversion
-    from mappings.fit import select_family
-    from mappings.normalize import human_to_confidence
-
     fits: dict[str, object] = {}
     chosen: dict[str, mappings.Mapping] = {}
     srcs: dict[str, str] = {}
@@ -247,14 +258,14 @@ def _hvs_source(*, k, name, fallback, n_boot, image_size, seed, fallback_sets=No
         if src == "per-op":
             src = conversion.FALLBACK_OPS.get(op + sign, conversion.FALLBACK_OPS.get(op, "polynomial"))
         if src == "polynomial":
-            return (None if op in MAGNITUDE_FREE_OPS else poly), "polynomial"
+            return (None if op in _OPS.magnitude_free else poly), "polynomial"
         if src not in fallback_sets:
             maker = _ssim_source if src == "ssim" else _proxy_source
             fallback_sets[src] = maker(k=k, name=src, seed=seed, **kwargs)[1]
         return fallback_sets[src].mapping_for(op, -1.0 if sign == "-" else 1.0), src
 
-    for op in TA_OPS:
-        signs = ("+", "-") if op in SIGNED_OPS else ("",)
+    for op in _OPS.names:
+        signs = ("+", "-") if op in _OPS.signed else ("",)
         link = conversion.severity_link(op, image_size)
         for sign in signs:
             key = op + sign

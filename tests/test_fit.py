@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import harness  # noqa: F401  (import harness before mappings: the two packages import each other)
 import numpy as np
 import pytest
 from scipy import stats

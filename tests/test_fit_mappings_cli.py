@@ -8,8 +8,12 @@ import numpy as np
 import pandas as pd
 
 import mappings
-from harness.augment.space import TA_OPS
+from harness import fit_mappings as F
 from harness.cli import main
+from harness.datasets import load_dataset
+from mappings.ops import TRIVIAL_AUGMENT_WIDE
+
+TA_OPS = TRIVIAL_AUGMENT_WIDE.names
 
 
 def _check_outputs(out, name, k):
@@ -69,9 +73,6 @@ def test_fit_mappings_bad_input(tmp_path, capsys):
 
 def test_measure_on_train_heldout_never_uses_test_or_proxy_images(tmp_path, monkeypatch):
     """The pipeline's measurement pool: training images outside the proxy's subset."""
-    from harness import fit_mappings as F
-    from harness.datasets import load_dataset
-
     monkeypatch.chdir(tmp_path)
     seen = {}
 
@@ -97,3 +98,20 @@ def test_measure_on_train_heldout_never_uses_test_or_proxy_images(tmp_path, monk
             assert not in_proxy.any() and not in_test.any(), "measurement must avoid test and proxy images"
     assert main(["fit-mappings", "--dataset", "mnist5k", "--source", "ssim", "--measure-on", "train-heldout",
                  "--out", str(tmp_path / "x"), "--no-progress"]) == 2  # needs --proxy-n-per-class
+
+
+def test_default_output_folder_is_datasets_fitted(tmp_path, monkeypatch):
+    """Fitted sets go under datasets/fitted/<dataset> of the working copy, never into the mappings package."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SOFTBENCH_ROOT", raising=False)
+    assert F.default_out_dir("mnist5k") == tmp_path / "datasets" / "fitted" / "mnist5k"
+
+    def spy(*, images, name, **kw):
+        raise RuntimeError("stop after choosing the output folder")
+
+    monkeypatch.setattr(F, "_ssim_source", spy)
+    try:
+        F.fit_mappings("mnist5k", "ssim", n_images=4, progress=False)
+    except RuntimeError:
+        pass
+    assert (tmp_path / "datasets" / "fitted" / "mnist5k").is_dir()

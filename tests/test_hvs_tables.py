@@ -7,7 +7,6 @@ import math
 import os
 from pathlib import Path
 
-import harness  # noqa: F401  (import harness before mappings: the two packages import each other)
 import numpy as np
 import pandas as pd
 import pytest

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,8 +13,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.augment.space import SIGNED_OPS, TA_OPS
+import mappings as M
 from mappings import PRESETS, MappingSet, Polynomial, Psychometric, Table, from_dict, preset
+from mappings.ops import TRIVIAL_AUGMENT_WIDE, OpVocabulary
+
+TA_OPS = TRIVIAL_AUGMENT_WIDE.names
+SIGNED_OPS = TRIVIAL_AUGMENT_WIDE.signed
 
 SETTINGS = settings(max_examples=50, deadline=None)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -233,10 +239,6 @@ def test_immutable():
 
 
 def test_sources_round_trip_and_validation():
-    import json
-
-    import mappings as M
-
     ms = M.MappingSet({"Rotate": M.Polynomial(0.5, 2)}, 10, name="fitted",
                       sources={"Rotate": "hvs:rotation", "ShearX": "proxy"})
     assert ms.sources == {"Rotate": "hvs:rotation", "ShearX": "proxy"}
@@ -247,3 +249,78 @@ def test_sources_round_trip_and_validation():
         M.MappingSet({}, 10, sources={"Rotate": ""})
     with pytest.raises(ValueError):
         M.MappingSet({}, 10, sources={"Invert": "x"})
+
+
+# ------------------------------------------------------------------------------------------ op vocabulary
+def test_trivial_augment_wide_vocabulary():
+    v = TRIVIAL_AUGMENT_WIDE
+    assert v.names[0] == "Identity" and v.names[-1] == "Equalize" and len(v) == 14
+    assert v.op_id("Rotate") == 5 and [v.op_id(n) for n in v.names] == list(range(14))
+    assert v.magnitude_free == {"Identity", "AutoContrast", "Equalize"}
+    assert "Posterize" not in v.signed and "Solarize" not in v.signed and len(v.signed) == 9
+    with pytest.raises(ValueError, match="op must be one of .*'Identity'.*got 'Invert'"):
+        v.op_id("Invert")
+    with pytest.raises(ValueError, match="op must be one of"):
+        v.op_id(None)  # type: ignore[arg-type]
+    assert hash(v) == hash(OpVocabulary(v.names, v.signed, v.magnitude_free))
+
+
+@pytest.mark.parametrize(
+    "names, signed, free, match",
+    [
+        ((), (), (), "non-empty"),
+        (("A", "A"), (), (), "unique"),
+        (("A", ""), (), (), "non-empty strings"),
+        (("A",), ("B",), (), r"signed names \['B'\]"),
+        (("A",), (), ("B",), r"magnitude_free names \['B'\]"),
+        (("A",), ("A",), ("A",), "both signed and magnitude_free"),
+    ],
+)
+def test_vocabulary_validation(names, signed, free, match):
+    with pytest.raises(ValueError, match=match):
+        OpVocabulary(names, frozenset(signed), frozenset(free))
+
+
+def test_mapping_set_with_its_own_vocabulary():
+    """MappingSet takes the op names as data: keys, op ids and the JSON follow the vocabulary."""
+    ops = OpVocabulary(("Keep", "Blur", "Shift"), signed=frozenset({"Shift"}), magnitude_free=frozenset({"Keep"}))
+    ms = MappingSet({"Blur": A, "Shift-": B}, 4, name="own", ops=ops)
+    assert ms.ops is ops and list(ms.mappings) == ["Blur", "Shift-"]
+    assert ms.confidence("Shift", -1.0, 0.5) == pytest.approx(0.8) and ms.confidence("Shift", 1.0, 0.5) == 1.0
+    c = ms(torch.tensor([0, 1, 2]), torch.tensor([0.0, 1.0, -1.0]), torch.tensor([0.5, 0.5, 0.5]))
+    torch.testing.assert_close(c, torch.tensor([1.0, 0.6, 0.8]))
+    d = json.loads(json.dumps(ms.to_dict()))
+    assert d["ops"] == {"names": ["Keep", "Blur", "Shift"], "signed": ["Shift"], "magnitude_free": ["Keep"]}
+    assert from_dict(d) == ms and from_dict(d).ops == ops
+    assert ms != MappingSet({"Blur": A}, 4, name="own", ops=ops)
+    assert "ops=" in repr(ms) and "ops=" not in repr(MIXED)
+    with pytest.raises(ValueError, match=r"allowed ops: \['Keep', 'Blur', 'Shift'\]"):
+        MappingSet({"Rotate": A}, 4, ops=ops)
+    with pytest.raises(ValueError, match="Blur has no signed magnitude"):
+        MappingSet({"Blur+": A}, 4, ops=ops)
+    with pytest.raises(ValueError, match=r"op_ids must lie in \[0, 2\]"):
+        ms(torch.tensor([3]), torch.tensor([1.0]), torch.tensor([0.5]))
+    with pytest.raises(TypeError, match="OpVocabulary"):
+        MappingSet({}, 4, ops=("Keep",))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'ops'"):
+        from_dict({**d, "ops": {"names": ["Keep"]}})
+
+
+def test_trivial_augment_json_has_no_ops_key():
+    """Sets over TrivialAugmentWide serialise as before the vocabulary became data (old files load)."""
+    d = preset("smoothened", 10).to_dict()
+    assert set(d) == {"type", "name", "num_classes", "mappings"}
+    old = {"type": "mapping_set", "name": "x", "num_classes": 10, "sources": {"Rotate": "proxy"},
+           "mappings": {"Rotate": {"type": "polynomial", "p_min": 0.5, "k": 2.0, "s_max": 1.0}}}
+    ms = from_dict(old)
+    assert ms.ops is TRIVIAL_AUGMENT_WIDE and ms.to_dict() == old
+
+
+def test_mappings_imports_nothing_from_harness():
+    """mappings is a leaf: importing every mappings module loads no harness module."""
+    code = ("import sys, pkgutil, importlib, mappings\n"
+            "for m in pkgutil.iter_modules(mappings.__path__): importlib.import_module('mappings.' + m.name)\n"
+            "print(sorted(n for n in sys.modules if n == 'harness' or n.startswith('harness.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+

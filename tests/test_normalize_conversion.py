@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import harness  # noqa: F401  (import harness before mappings: the two packages import each other)
 import numpy as np
 import pytest
 import torch

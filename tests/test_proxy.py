@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import harness  # noqa: F401  (import order: harness before mappings avoids a circular import)
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,23 +11,28 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.augment.space import SIGNED_OPS
+from harness.datasets import load_dataset
+from harness.measure import (
+    load_proxy,
+    load_proxy_table,
+    measure_proxy_accuracy,
+    op_bin_grid,
+    proxy_config,
+    save_proxy_table,
+    train_proxy,
+)
 from mappings import MappingSet, from_dict
+from mappings.ops import TRIVIAL_AUGMENT_WIDE
 from mappings.proxy import (
     ACCURACY_COLUMNS,
     clean_accuracy,
     isotonic_smooth,
-    load_proxy,
-    load_proxy_table,
-    measure_proxy_accuracy,
     normalise_accuracy,
-    proxy_config,
     proxy_confidence_table,
     proxy_mapping_set,
-    save_proxy_table,
-    train_proxy,
 )
-from mappings.ssim import op_bin_grid
+
+SIGNED_OPS = TRIVIAL_AUGMENT_WIDE.signed
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -189,8 +193,6 @@ def test_proxy_config_rejects_trivial_augment():
 
 
 def test_proxy_pipeline_end_to_end(tmp_path):
-    from harness.datasets import load_dataset
-
     k = 10
     run = train_proxy("mnist5k", run_dir=tmp_path / "proxy", epochs=1, n_per_class=10, seed=0,
                       progress=False, overrides=TINY)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import harness  # noqa: F401  (import order: harness before mappings avoids a circular import)
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,16 +14,9 @@ from skimage.metrics import structural_similarity
 
 from harness.augment.batch_trivial import BatchSoftAugment
 from harness.augment.space import GEOMETRIC_OPS, SIGNED_OPS, op_id
+from harness.measure import WANG_SSIM, SSIMConfidence, op_bin_grid, ssim_op_curves, ssim_torch
 from mappings import MappingSet, from_dict
-from mappings.ssim import (
-    CURVE_COLUMNS,
-    WANG_SSIM,
-    SSIMConfidence,
-    op_bin_grid,
-    ssim_mapping_set,
-    ssim_op_curves,
-    ssim_torch,
-)
+from mappings.ssim import CURVE_COLUMNS, ssim_mapping_set
 
 CIFAR = Path("/work/shared/data/cifar10/test.npz")
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
