@@ -1,7 +1,7 @@
 """``softbench`` command-line interface.
 
 Subcommands:
-  train    train one run from a config and a seed into a run directory (then evaluate it)
+  train    train one run from a config and a seed into a run directory, then evaluate it
   evaluate (re-)evaluate a trained run directory
   fit-mappings       fit a TrivialAugment mapping set (HVS, SSIM or proxy accuracy) and plot it
   prepare  prepare a dataset (convert once, optionally download)
@@ -10,6 +10,7 @@ Subcommands:
            confidence summary
   stage    run one stage of the DVC pipeline on the active grid (params.yaml); used by dvc.yaml
   grid     list, show or activate an experiment grid (grids/<name>.yaml -> params.yaml)
+  plan     seeds needed per pre-declared hypothesis for the target power at its mde, from a pilot
   presets  print the confidence of every TrivialAugment op x bin under the mapping presets
 """
 
