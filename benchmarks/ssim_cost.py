@@ -26,12 +26,11 @@ import statistics
 import time
 from pathlib import Path
 
-import harness  # noqa: F401  (import order: harness before mappings)
 import numpy as np
 import torch
 
 from harness.augment.batch_trivial import BatchSoftAugment
-from mappings.ssim import WANG_SSIM, ssim_torch
+from harness.measure import WANG_SSIM, ssim_torch
 
 
 def load_images(n: int) -> tuple[torch.Tensor, str]:

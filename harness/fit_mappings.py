@@ -25,8 +25,9 @@ Writes ``<out_dir>/<name>.json`` (a :class:`mappings.MappingSet`, loadable with
 ``mappings.from_dict(json.load(...))``, with the source of every op recorded in ``sources``), the
 raw table ``<name>_table.csv`` and one PNG per op, ``<name>_<Op>.png``: the measured points with
 their 95 % intervals, the fitted curve, and the ``polynomial_chance`` / ``polynomial_custom``
-presets for comparison. The ``fit-mappings`` command writes under ``datasets/fitted/<dataset>/``
-(:func:`default_out_dir`), like the pipeline's ``proxy_accuracy`` / ``fit_mappings`` stages.
+presets for comparison. Without an explicit folder they go to ``datasets/fitted/<dataset>/<name>/``
+(:func:`default_out_dir`), the layout of the pipeline's ``proxy_accuracy`` / ``fit_mappings`` stages;
+never into the ``mappings/`` package.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ import mappings
 from harness import measure
 from harness.datasets import load_dataset
 from harness.io import atomic_write_bytes, atomic_write_text
-from harness.paths import repo_root
 from mappings import conversion, hvs
 from mappings.fit import compare_pooled, select_family
 from mappings.normalize import human_to_confidence
@@ -59,15 +59,15 @@ SOURCES: tuple[str, ...] = ("ssim", "proxy", "hvs")
 FALLBACKS: tuple[str, ...] = ("per-op", "polynomial", "ssim", "proxy")
 MEASURE_ON: tuple[str, ...] = ("test", "train-heldout")
 
-#: Where fitted mapping sets go, relative to the working copy's root (never the ``mappings/`` package).
+#: Where fitted mapping sets go, relative to the working copy's root (``harness.grid.FITTED_ROOT``).
 FITTED_DIR = Path("datasets") / "fitted"
 
 _OPS = TRIVIAL_AUGMENT_WIDE
 
 
-def default_out_dir(dataset: str) -> Path:
-    """``<repo root>/datasets/fitted/<dataset>``: the ``fit-mappings`` command's default output folder."""
-    return repo_root() / FITTED_DIR / dataset
+def default_out_dir(dataset: str, name: str) -> Path:
+    """``datasets/fitted/<dataset>/<name>``: where :func:`fit_mappings` writes when no folder is given."""
+    return FITTED_DIR / dataset / name
 
 
 def _binomial_ci(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +140,7 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path | None = None, *
                  measure_on: str = "test", fallback_sets: dict | None = None) -> dict:
     """Fit a mapping set from ``source`` for ``dataset`` into ``out_dir``; returns the paths written.
 
-    ``out_dir`` defaults to :func:`default_out_dir` (``datasets/fitted/<dataset>``).
+    ``out_dir`` defaults to :func:`default_out_dir` (``datasets/fitted/<dataset>/<name>``).
 
     ``measure_on`` picks the images the SSIM / proxy-accuracy measurements use: ``"test"`` (held-out
     test images; right for a standalone study of the mappings) or ``"train-heldout"`` (training
@@ -161,7 +161,7 @@ def fit_mappings(dataset: str, source: str, out_dir: str | Path | None = None, *
     if measure_on not in MEASURE_ON:
         raise ValueError(f"measure_on must be one of {list(MEASURE_ON)}, got {measure_on!r}")
     name = name or source
-    out = default_out_dir(dataset) if out_dir is None else Path(out_dir)
+    out = default_out_dir(dataset, name) if out_dir is None else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train, test = load_dataset(dataset, source=data_source)
     k = test.num_classes

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import mappings
 from harness import fit_mappings as F
@@ -103,8 +105,7 @@ def test_measure_on_train_heldout_never_uses_test_or_proxy_images(tmp_path, monk
 def test_default_output_folder_is_datasets_fitted(tmp_path, monkeypatch):
     """Fitted sets go under datasets/fitted/<dataset> of the working copy, never into the mappings package."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SOFTBENCH_ROOT", raising=False)
-    assert F.default_out_dir("mnist5k") == tmp_path / "datasets" / "fitted" / "mnist5k"
+    assert F.default_out_dir("mnist5k", "ssim") == Path("datasets/fitted/mnist5k/ssim")
 
     def spy(*, images, name, **kw):
         raise RuntimeError("stop after choosing the output folder")
@@ -114,4 +115,8 @@ def test_default_output_folder_is_datasets_fitted(tmp_path, monkeypatch):
         F.fit_mappings("mnist5k", "ssim", n_images=4, progress=False)
     except RuntimeError:
         pass
-    assert (tmp_path / "datasets" / "fitted" / "mnist5k").is_dir()
+    assert (tmp_path / "datasets" / "fitted" / "mnist5k" / "ssim").is_dir()
+    with pytest.raises(RuntimeError, match="output folder"):  # the command's default is the same folder
+        main(["fit-mappings", "--dataset", "mnist5k", "--source", "ssim", "--name", "s2", "--n-images", "2",
+              "--no-progress"])
+    assert (tmp_path / "datasets" / "fitted" / "mnist5k" / "s2").is_dir()
