@@ -81,7 +81,7 @@ from harness.inference import OpSetting, op_accuracy
 from harness.io import atomic_write_text
 from harness.run_model import load_run_model
 from harness.runs import read_status
-from harness.trainer import train
+from harness.workflow import train_and_evaluate
 from mappings.base import check_num_classes
 from mappings.ops import TRIVIAL_AUGMENT_WIDE
 from mappings.proxy import ACCURACY_COLUMNS
@@ -529,7 +529,7 @@ def train_proxy(
 ) -> Path:
     """Train a proxy model without TrivialAugment into ``run_dir`` (or reuse a complete one).
 
-    Uses :func:`harness.trainer.train` with :func:`proxy_config` (flip + pad-4 crop, corruption
+    Uses :func:`harness.workflow.train_and_evaluate` with :func:`proxy_config` (flip + pad-4 crop, corruption
     evaluation disabled; clean test metrics are still written). A complete run whose training
     config equals this one is reused as is; an interrupted one (status ``running`` with a
     checkpoint) is resumed; a complete run with a different config raises ``ValueError``.
@@ -553,7 +553,7 @@ def train_proxy(
             )
         return run_dir
     resume = status == "running" and (run_dir / "checkpoint.pt").is_file()
-    train(config, run_dir, resume=resume, progress=progress)
+    train_and_evaluate(config, run_dir, resume=resume, progress=progress)
     return run_dir
 
 
