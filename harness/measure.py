@@ -9,7 +9,7 @@ fits, smooths, normalises and serialises them (:mod:`mappings.proxy`, :mod:`mapp
 Proxy accuracy (METHOD.md §3.4; the reference code's pitfalls §7.2, §7.3, §7.17, §6.6 avoided):
 
 - the proxy is trained **without TrivialAugment** (flip + pad-4 crop only) by
-  :func:`harness.trainer.train`, on the dataset the mapping is for (:func:`train_proxy`);
+  :func:`harness.workflow.train_and_evaluate`, on the dataset the mapping is for (:func:`train_proxy`);
 - accuracies are measured on held-out images, never on the proxy's training images
   (:func:`measure_proxy_accuracy`, :func:`measure_proxy_run`), with the batched uint8 TA of the
   training pipeline through the per-op accuracy loop shared with evaluation
