@@ -44,6 +44,7 @@ from statsmodels.stats.proportion import proportion_confint
 import mappings
 from harness import measure
 from harness.datasets import load_dataset
+from harness.grid import FALLBACKS, FITTED_ROOT
 from harness.io import atomic_write_bytes, atomic_write_text
 from mappings import conversion, hvs
 from mappings.fit import compare_pooled, select_family
@@ -56,11 +57,10 @@ __all__ = ["SOURCES", "FALLBACKS", "MEASURE_ON", "FITTED_DIR", "default_out_dir"
            "plot_mapping_curves"]
 
 SOURCES: tuple[str, ...] = ("ssim", "proxy", "hvs")
-FALLBACKS: tuple[str, ...] = ("per-op", "polynomial", "ssim", "proxy")
 MEASURE_ON: tuple[str, ...] = ("test", "train-heldout")
 
-#: Where fitted mapping sets go, relative to the working copy's root (``harness.grid.FITTED_ROOT``).
-FITTED_DIR = Path("datasets") / "fitted"
+#: Where fitted mapping sets go, relative to the working copy's root (the pipeline's folder).
+FITTED_DIR = FITTED_ROOT
 
 _OPS = TRIVIAL_AUGMENT_WIDE
 

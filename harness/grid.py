@@ -25,7 +25,6 @@ import yaml
 import mappings
 from harness.config import ConfigError, TrainConfig, apply_overrides, load_yaml, yaml_error_text
 from harness.datasets import DATASET_SPECS, DATASETS
-from harness.fit_mappings import FALLBACKS
 from harness.pipeline_builder import build_pipeline
 from harness.stats_spec import validate_stats_spec
 from harness.io import FileFormatError, atomic_write_text, read_json
@@ -35,6 +34,8 @@ __all__ = ["Grid", "load_grid", "arm_config", "use_grid", "list_grids", "run_id"
 
 GRIDS_DIR = Path("grids")
 FITTED_ROOT = Path("datasets/fitted")
+#: allowed ``fit.fallback`` values: what an op without human data is fitted from (harness.fit_mappings)
+FALLBACKS: tuple[str, ...] = ("per-op", "polynomial", "ssim", "proxy")
 RUNS_ROOT = Path("runs")
 CORRUPTED_ROOT = Path("datasets/corrupted")  # the pipeline's corrupted evaluation sets (stage corruptions)
 LABEL_TYPES = ("hard", "soft", "ls")
