@@ -73,6 +73,7 @@ import torch
 from skimage.metrics import structural_similarity
 from tqdm.auto import tqdm
 
+from mappings.base import check_int
 from harness.augment.batch_trivial import BatchSoftAugment
 from harness.augment.space import SIGNED_OPS, TA_OPS, magnitude_bins, op_id, severity_from_magnitude
 from harness.config import TrainConfig, load_config
@@ -114,12 +115,6 @@ _TRUNCATE = 3.5  # scikit-image's truncate for gaussian_weights=True
 
 
 # ------------------------------------------------------------------------------------------ SSIM
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_positive(name: str, value: Any) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not (
         math.isfinite(float(value)) and float(value) > 0
@@ -237,7 +232,7 @@ def ssim_torch(
     radius = int(_TRUNCATE * sigma + 0.5)
     if win_size is None:
         win_size = 2 * radius + 1 if gaussian_weights else 7
-    win_size = _check_int("win_size", win_size, 3)
+    win_size = check_int(win_size, "win_size", 3)
     if win_size % 2 != 1:
         raise ValueError(f"win_size must be odd, got {win_size}")
     n, c, h, w = xf.shape
@@ -303,7 +298,7 @@ def op_bin_grid(num_bins: int = 31, height: int = 32, width: int = 32) -> pd.Dat
     magnitude 0, severity 0). Severity is ``harness.augment.space.severity_from_magnitude``
     (Translate uses the real image size).
     """
-    num_bins = _check_int("num_bins", num_bins, 2)
+    num_bins = check_int(num_bins, "num_bins", 2)
     rows = []
     for op in TA_OPS:
         mags = magnitude_bins(op, num_bins)
@@ -400,11 +395,11 @@ def ssim_op_curves(
         :func:`op_bin_grid` order.
     """
     images = _check_images_u8("images_uint8", images_uint8)
-    n_images = _check_int("n_images", n_images, 1)
-    num_bins = _check_int("num_bins", num_bins, 2)
-    n_boot = _check_int("n_boot", n_boot, 10)
-    seed = _check_int("seed", seed, 0)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    n_images = check_int(n_images, "n_images", 1)
+    num_bins = check_int(num_bins, "num_bins", 2)
+    n_boot = check_int(n_boot, "n_boot", 10)
+    seed = check_int(seed, "seed", 0)
+    batch_size = check_int(batch_size, "batch_size", 1)
     if backend not in ("torch", "skimage"):
         raise ValueError(f"backend must be 'torch' or 'skimage', got {backend!r}")
     kwargs = dict(WANG_SSIM if ssim_kwargs is None else ssim_kwargs)
@@ -539,7 +534,7 @@ def train_proxy(
     """
     if not isinstance(dataset, str):
         raise TypeError(f"dataset must be a dataset name (str), got {dataset!r}")
-    epochs = _check_int("epochs", epochs, 1)
+    epochs = check_int(epochs, "epochs", 1)
     config = proxy_config(dataset, epochs=epochs, n_per_class=n_per_class, model=model, seed=seed,
                           overrides=overrides)
     run_dir = Path(run_dir)
@@ -613,8 +608,8 @@ def measure_proxy_accuracy(
         raise ValueError(
             f"labels must have shape [N] = [{images.shape[0]}] (one per image), got {tuple(labels.shape)}"
         )
-    num_bins = _check_int("num_bins", num_bins, 2)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    num_bins = check_int(num_bins, "num_bins", 2)
+    batch_size = check_int(batch_size, "batch_size", 1)
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if device is None:

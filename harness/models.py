@@ -50,6 +50,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+from mappings.base import check_int
 from torch import nn
 
 __all__ = [
@@ -74,14 +76,6 @@ REFERENCE_FINAL_BN_MOMENTUM = 0.9
 # ----------------------------------------------------------------------------------------------
 # validation helpers
 # ----------------------------------------------------------------------------------------------
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return value
-
-
 def _check_prob(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float in [0, 1), got {value!r}")
@@ -175,15 +169,15 @@ class WideResNet(nn.Module):
         reference_quirks: bool = False,
     ) -> None:
         super().__init__()
-        depth = _check_int(depth, "depth", 10)
+        depth = check_int(depth, "depth", 10)
         if (depth - 4) % 6 != 0:
             raise ValueError(f"depth must satisfy (depth - 4) % 6 == 0 (e.g. 10, 16, 28, 40), got {depth}")
-        widen_factor = _check_int(widen_factor, "widen_factor", 1)
+        widen_factor = check_int(widen_factor, "widen_factor", 1)
         dropout = _check_prob(dropout, "dropout")
         reference_quirks = _check_bool(reference_quirks, "reference_quirks")
         if first_stride not in (1, 2) or isinstance(first_stride, bool):
             raise ValueError(f"first_stride must be 1 or 2, got {first_stride!r}")
-        in_channels = _check_int(in_channels, "in_channels", 1)
+        in_channels = check_int(in_channels, "in_channels", 1)
         n = (depth - 4) // 6
         bias = reference_quirks
         widths = (16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
@@ -274,7 +268,7 @@ class SmallNet(nn.Module):
         super().__init__()
         if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) != 3:
             raise ValueError(f"widths must be a sequence of 3 ints >= 2, got {widths!r}")
-        widths = tuple(_check_int(w, "widths[i]", 2) for w in widths)
+        widths = tuple(check_int(w, "widths[i]", 2) for w in widths)
         stem = widths[0] // 2
         mods: list[nn.Module] = _conv_bn_gelu(in_channels, stem, pool=False)
         c_in = stem
@@ -358,8 +352,8 @@ def build_model(
         raise TypeError(f"num_classes must be an int >= 2, got {num_classes!r}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes}")
-    in_channels = _check_int(in_channels, "in_channels", 1)
-    image_size = _check_int(image_size, "image_size", 8)
+    in_channels = check_int(in_channels, "in_channels", 1)
+    image_size = check_int(image_size, "image_size", 8)
     builder, allowed = _BUILDERS[name]
     unknown = sorted(set(kwargs) - allowed)
     if unknown:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-__all__ = ["Mapping", "from_dict", "register", "check_severity", "check_real", "check_num_classes", "known_types"]
+__all__ = ["Mapping", "from_dict", "register", "check_severity", "check_real", "check_num_classes", "check_int", "known_types"]
 
 #: type name -> class with a ``_from_dict`` classmethod (mappings and MappingSet).
 _REGISTRY: dict[str, type] = {}
@@ -74,6 +74,20 @@ def check_real(name: str, value: Any) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     return float(value)
+
+
+def check_int(value: object, name: str, minimum: int = 0) -> int:
+    """Validate an integer field ``name`` >= ``minimum`` (numpy integers accepted, bools refused).
+
+    ``TypeError`` for a non-integer, ``ValueError`` below ``minimum``; the message names the field, the
+    value and what is allowed. The one integer validator of ``mappings`` and ``harness``.
+    """
+    allowed = "a non-negative int" if minimum == 0 else f"an int >= {minimum}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {allowed}, got {type(value).__name__} {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return int(value)
 
 
 def check_num_classes(num_classes: object) -> int:

@@ -50,6 +50,7 @@ import numpy as np
 from scipy import optimize, stats
 from scipy.special import expit, gammaln, xlogy
 
+from mappings.base import check_int
 from mappings.hvs import chance_for_study
 from mappings.normalize import Normalized
 from mappings.psychometric import Psychometric
@@ -544,14 +545,6 @@ def _make_fit(prob: _Problem, theta: np.ndarray, nll0: float, success: bool) -> 
     )
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
 # ============================================================================== API
 def fit_psychometric(
     intensity: Any,
@@ -582,8 +575,8 @@ def fit_psychometric(
         that are negative or exceed the trials, unknown family, guess outside [0, 1), unknown study).
     """
     prob = _problem(intensity, n_correct, n_trials, family, guess, lapse_bounds, increasing)
-    n_starts = _check_int("n_starts", n_starts, 0)
-    seed = _check_int("seed", seed, 0)
+    n_starts = check_int(n_starts, "n_starts", 0)
+    seed = check_int(seed, "seed", 0)
     theta, nll0, ok = prob.minimise(prob.starts(n_starts, seed))
     return _make_fit(prob, theta, nll0, ok)
 
@@ -647,8 +640,8 @@ def bootstrap_fit(
     for the curve. ``fit`` may pass an existing fit of the same data (skips the first fit).
     """
     prob = _problem(intensity, n_correct, n_trials, family, guess, lapse_bounds, increasing)
-    n_boot = _check_int("n_boot", n_boot, 2)
-    seed = _check_int("seed", seed, 0)
+    n_boot = check_int(n_boot, "n_boot", 2)
+    seed = check_int(seed, "seed", 0)
     level = _check_level(level)
     if fit is None:
         fit = fit_psychometric(prob.x, prob.k, prob.n, family=prob.family, guess=prob.guess,

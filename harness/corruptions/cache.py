@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Self
 
 from harness.io import atomic_open
+from mappings.base import check_int
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -34,7 +35,6 @@ from harness.corruptions.registry import (
     CORRUPTIONS,
     SEVERITIES,
     _check_images,
-    _check_int,
     _check_name,
     _check_params,
     _check_severity,
@@ -119,8 +119,8 @@ def make_corrupted_set(
     if not sevs or len(set(sevs)) != len(sevs):
         raise ValueError(f"severities must be a non-empty list of distinct ints in 1..5, got {sevs}")
     params = _check_params(params)
-    seed = _check_int(seed, "seed")
-    chunk_size = _check_int(chunk_size, "chunk_size") or 1
+    seed = check_int(seed, "seed", 0)
+    chunk_size = check_int(chunk_size, "chunk_size", 0) or 1
 
     meta = {
         "format": CACHE_FORMAT,

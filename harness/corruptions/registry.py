@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from mappings.base import check_int
 from harness.corruptions import blur, digital, noise, spatter, weather
 from harness.corruptions.common import Context
 from harness.corruptions.params import NATIVE_SIZE, PARAMETER_SETS, PARAMS
@@ -146,14 +147,6 @@ def _check_params(params: object) -> str:
     return params
 
 
-def _check_int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{what} must be a non-negative int, got {type(value).__name__} {value!r}")
-    if int(value) < 0:
-        raise ValueError(f"{what} must be a non-negative int, got {value}")
-    return int(value)
-
-
 def _check_images(images: object) -> tuple[np.ndarray, bool]:
     if not isinstance(images, np.ndarray):
         raise TypeError(
@@ -214,8 +207,8 @@ def corrupt(
     name = _check_name(name)
     severity = _check_severity(severity)
     params = _check_params(params)
-    seed = _check_int(seed, "seed")
-    first_index = _check_int(first_index, "first_index")
+    seed = check_int(seed, "seed", 0)
+    first_index = check_int(first_index, "first_index", 0)
     batch, single = _check_images(images)
     p = PARAMS[params][name][severity - 1]
     fn = _IMPL[name]
