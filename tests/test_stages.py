@@ -101,10 +101,8 @@ def test_interrupted_run_resumes_only_with_same_code(grid, capsys):
 
 
 def test_failed_run_does_not_stop_the_sweep(grid, monkeypatch, capsys):
-    from harness import trainer
-
-    real = trainer.train
-    monkeypatch.setattr(trainer, "train", lambda *a, **k: real(*a, **k, nan_at_step=1))
+    real = stages.train  # the stage module's own reference (imported at its top)
+    monkeypatch.setattr(stages, "train", lambda *a, **k: real(*a, **k, nan_at_step=1))
     stages.stage_train(grid, "hard", 1, progress=False)  # returns normally
     assert "FAILED" in capsys.readouterr().err
     assert read_status(stages.train_dir("hard", 1))["status"] == "failed"
