@@ -140,9 +140,9 @@ def stage_fit_mappings(grid: Grid, progress: bool = True, **_) -> None:
 
 
 #: the code a training run depends on (also the ``train`` stage's code deps in dvc.yaml)
-TRAIN_CODE = ("harness/augment", "harness/config.py", "harness/datasets.py", "harness/grid.py", "harness/loss.py",
-              "harness/models.py", "harness/pipeline_builder.py", "harness/targets.py", "harness/trainer.py",
-              "mappings")
+TRAIN_CODE = ("harness/augment", "harness/config.py", "harness/datasets.py", "harness/grid.py", "harness/inference.py",
+              "harness/loss.py", "harness/models.py", "harness/pipeline_builder.py", "harness/run_model.py",
+              "harness/targets.py", "harness/trainer.py", "mappings")
 STAMP_FILE = "train_stamp.json"
 
 
