@@ -45,6 +45,13 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 LS_CONVENTIONS = ("other", "uniform")
 COMBINE = ("product", "min")
+#: values of ``compile`` and ``drop_last``: ``"auto"`` (decided per device) or a boolean
+AUTO_BOOL = ("auto", True, False)
+#: ``torch.compile`` modes a config may name (``compile_mode``)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+#: the fields added for compiled training, left out of :meth:`TrainConfig.training_hash` at these values so
+#: that configs written before them keep their hash
+_HASH_NEUTRAL_DEFAULTS = {"compile_mode": "reduce-overhead", "drop_last": "auto"}
 
 
 class ConfigError(ValueError):
@@ -154,6 +161,22 @@ class TrainConfig:
     Units: ``lr`` per step of SGD; ``weight_decay`` L2 coefficient; ``epochs`` full passes;
     ``label_smoothing`` eps in [0, 1) in the chosen convention (``"other"``: eps over the K-1 wrong
     classes as in the reference; ``"uniform"``: eps/K over all K as in torch).
+
+    Compiled training (``compile``, ``compile_mode``, ``drop_last``):
+
+    * ``compile``: ``"auto"`` (default) compiles the training step (forward pass and loss;
+      ``torch.compile``) on CUDA and runs it eagerly on the CPU, so CPU numbers stay bit-identical to
+      eager training; ``true`` compiles on any device (the CPU compiled path is tested), ``false`` never.
+      A step whose compilation fails falls back to eager with a logged warning recorded in
+      ``provenance.json`` (``compile.fallback``).
+    * ``compile_mode``: the ``torch.compile`` mode, one of ``"default"``, ``"reduce-overhead"`` (CUDA
+      graphs; the default, expected best at the paper's batch 128, where a WRN-28-4 step is ~12 ms and
+      launch overhead counts) or ``"max-autotune"`` (CUDA graphs plus kernel autotuning: minutes of
+      compilation). ``benchmarks/gpu_epoch.py`` measures all three; the default follows its figure.
+    * ``drop_last``: drop the last partial batch of every epoch so that every step has one static
+      shape (one compiled graph, replayable as a CUDA graph). ``"auto"`` (default) drops exactly when
+      the step is compiled; ``true`` / ``false`` force it. The resolved values are recorded in
+      ``provenance.json``. A last batch of one sample is always skipped (BatchNorm needs two).
     """
 
     dataset: str = "mnist5k"
@@ -178,7 +201,9 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
-    compile: bool = False
+    compile: bool | str = "auto"
+    compile_mode: str = "reduce-overhead"
+    drop_last: bool | str = "auto"
     eval_batch_size: int = 1000
     augment_chunk: int = 8192
     checkpoint_every: int = 1
@@ -244,9 +269,15 @@ class TrainConfig:
             _fail("schedule", self.schedule, "one of ['cosine', 'constant']")
         if self.combine not in COMBINE:
             _fail("combine", self.combine, f"one of {list(COMBINE)}")
-        for name in ("nesterov", "reweight", "normalize_weights", "channels_last", "compile", "corruptions"):
+        for name in ("nesterov", "reweight", "normalize_weights", "channels_last", "corruptions"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "true or false")
+        for name in ("compile", "drop_last"):
+            v = getattr(self, name)
+            if not (isinstance(v, bool) or (isinstance(v, str) and v == "auto")):
+                _fail(name, v, "'auto', true or false")
+        if not isinstance(self.compile_mode, str) or self.compile_mode not in COMPILE_MODES:
+            _fail("compile_mode", self.compile_mode, f"one of {list(COMPILE_MODES)}")
         if not _is_finite(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
             _fail("label_smoothing", self.label_smoothing, "a number in [0, 1)")
         if self.label_smoothing_convention not in LS_CONVENTIONS:
@@ -285,11 +316,19 @@ class TrainConfig:
         return yaml.safe_dump(self.as_dict(), sort_keys=False)
 
     def training_hash(self) -> str:
-        """Hash of every field that affects training (not device/precision-independent fields like eval)."""
+        """Hash (16 hex digits) of every field that affects training (not the evaluation fields).
+
+        ``compile_mode`` and ``drop_last`` enter only when they differ from their defaults
+        (``"reduce-overhead"``, ``"auto"``), so a config written before those fields existed keeps its
+        hash. ``compile`` always enters as written (``"auto"`` is not ``false``: it compiles on CUDA).
+        """
         d = self.as_dict()
         for k in ("eval_batch_size", "checkpoint_every", "corruptions", "corruption_severities", "corruption_n",
                   "corruption_cache", "op_eval_bins"):
             d.pop(k)
+        for k, default in _HASH_NEUTRAL_DEFAULTS.items():
+            if d[k] == default and isinstance(d[k], type(default)):
+                d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

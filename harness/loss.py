@@ -24,6 +24,8 @@ def soft_cross_entropy(
     targets: torch.Tensor,
     weights: torch.Tensor | None = None,
     normalize_weights: bool = False,
+    *,
+    validate: bool = True,
 ) -> torch.Tensor:
     """Mean soft-target cross-entropy ``-sum_j t_j log softmax(z)_j`` over the batch.
 
@@ -38,6 +40,10 @@ def soft_cross_entropy(
         normalize_weights: False (reference, METHOD §1.2): ``mean_i(w_i * l_i)``, which scales the
             effective learning rate by mean(w) (§7.15). True: ``sum_i(w_i * l_i) / sum_i(w_i)``,
             which removes that confound.
+        validate: check that ``weights`` are finite and >= 0 (and, with ``normalize_weights``, not all
+            zero): these checks read values back from the device (a host synchronisation). The trainer's
+            per-step call passes ``False``: its weights are the pipeline's confidences, in ``[1/K, 1]``
+            by construction (:func:`harness.combine_confidences`). Shapes and types are always checked.
 
     Returns:
         scalar tensor (float32 for float32 / bf16 logits; the loss is computed in float32).
@@ -60,11 +66,11 @@ def soft_cross_entropy(
             f"weights must have shape [N]={tuple(per_sample.shape)}, got {tuple(getattr(weights, 'shape', ()))}"
         )
     w = weights.float()
-    if bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
+    if validate and (bool((w < 0).any()) or not bool(torch.isfinite(w).all())):
         raise ValueError("weights must be finite and >= 0")
     if normalize_weights:
         total = w.sum()
-        if float(total) <= 0.0:
+        if validate and float(total) <= 0.0:
             raise ValueError("weights must not all be zero when normalize_weights=True")
         return (w * per_sample).sum() / total
     return (w * per_sample).mean()
@@ -76,21 +82,25 @@ def _check_eps(eps: float) -> float:
     return float(eps)
 
 
-def label_smoothing_targets_other(labels: torch.Tensor, eps: float, num_classes: int) -> torch.Tensor:
+def label_smoothing_targets_other(labels: torch.Tensor, eps: float, num_classes: int, *,
+                                  validate: bool = True) -> torch.Tensor:
     """Fixed label smoothing, reference-code convention: true class 1-eps, others eps/(K-1).
 
     "LS 0.9" in the paper's tables is ``eps=0.1`` in this convention (METHOD §1.1, §7.16).
     It is not the same as ``torch.nn.CrossEntropyLoss(label_smoothing=eps)``; for that, use
-    :func:`label_smoothing_targets_uniform`.
+    :func:`label_smoothing_targets_uniform`. ``validate``: check the label range (a host
+    synchronisation, see :func:`harness.soft_targets`); ``eps`` is always checked (no synchronisation).
     """
     eps = _check_eps(eps)
-    return soft_targets(labels, 1.0 - eps, num_classes)
+    return soft_targets(labels, 1.0 - eps, num_classes, validate=validate)
 
 
-def label_smoothing_targets_uniform(labels: torch.Tensor, eps: float, num_classes: int) -> torch.Tensor:
+def label_smoothing_targets_uniform(labels: torch.Tensor, eps: float, num_classes: int, *,
+                                    validate: bool = True) -> torch.Tensor:
     """Fixed label smoothing, Szegedy/torch convention: true class 1-eps+eps/K, others eps/K.
 
     Identical to the targets implied by ``torch.nn.CrossEntropyLoss(label_smoothing=eps)``.
+    ``validate``: as for :func:`label_smoothing_targets_other`.
     """
     eps = _check_eps(eps)
-    return soft_targets(labels, 1.0 - eps + eps / num_classes, num_classes)
+    return soft_targets(labels, 1.0 - eps + eps / num_classes, num_classes, validate=validate)

@@ -12,6 +12,16 @@ Precision: ``precision="auto"`` uses bf16 autocast (CPU and CUDA) with channels_
 format; ``"fp32"`` disables autocast. The loss is always computed in float32. The forward pass is
 :func:`harness.inference.forward`, the one evaluation and proxy measurement use.
 
+Speed (issue 12): a training step never synchronises with the host. The NaN guard keeps every
+step's loss in a device buffer and reads it back once per epoch, before that epoch is logged or
+checkpointed (a failed run names its first non-finite epoch and step, as a per-step check would);
+labels are validated once when the dataset is loaded and confidences come from the pipeline in
+``[1/K, 1]``, so the per-step target and loss calls skip their value checks (``validate=False``).
+``compile`` (``TrainConfig``): the step's forward pass and loss (:class:`_LossStep`) run through
+``torch.compile`` on CUDA (``"auto"``; ``compile_mode``, static shapes via ``drop_last``), with a
+fallback to eager if compilation fails; SGD is ``fused`` on CUDA. On the CPU (``"auto"``) the step
+is eager and the optimiser the same as before, so CPU numbers are unchanged bit for bit.
+
 Structure: :func:`train` = checks and the run's lock, then :func:`_setup` -> :func:`_epoch_loop`
 (-> :func:`_train_epoch` per epoch, :func:`_save_checkpoint` when due) -> :func:`_save_final`, then
 an optional ``after_training`` step under the same lock. The trainer does not evaluate:
@@ -22,7 +32,7 @@ helpers both sides use live in :mod:`harness.run_model`.
 
 from __future__ import annotations
 
-import math
+import copy
 import random
 import sys
 import time
@@ -55,7 +65,8 @@ from harness.runs import (
 )
 from harness.targets import soft_targets
 
-__all__ = ["train", "check_buildable", "TrainingFailed", "TrainResult", "CHECKPOINT_KEYS",
+__all__ = ["train", "check_buildable", "TrainingFailed", "TrainResult", "CHECKPOINT_KEYS", "batch_bounds",
+           "first_nonfinite", "resolve_compile", "resolve_drop_last",
            # run-model helpers, defined in harness.run_model (kept importable from here)
            "resolve_device", "build_run_model", "load_run_model"]
 
@@ -89,7 +100,10 @@ class _Run:
     labels: torch.Tensor  # int64 [N] on the device
     num_classes: int
     model: torch.nn.Module
-    step_model: torch.nn.Module  # the model, or its torch.compile wrapper
+    loss_step: "_LossStep"  # (x, y, conf) -> (loss, logits), eager
+    step_fn: Callable  # loss_step, or its torch.compile wrapper
+    compiled: bool  # step_fn is compiled (until a compilation fails)
+    drop_last: bool  # resolved TrainConfig.drop_last
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     pipeline: Callable  # uint8 images [B, C, H, W], generator -> (images, confidences [B], infos)
@@ -100,10 +114,15 @@ class _Run:
     global_step: int = 0  # optimiser steps done (the NaN guard's step count)
     log_rows: list[dict] = field(default_factory=list)
     timings: dict = field(default_factory=lambda: {"train_s": 0.0})
+    compiled_sizes: set[int] = field(default_factory=set)  # batch sizes the compiled step has run
 
     @property
     def n(self) -> int:
         return int(self.images.shape[0])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(batch_bounds(self.n, self.config.batch_size, self.drop_last))
 
     @property
     def ckpt_path(self) -> Path:
@@ -227,20 +246,32 @@ def _setup(config: TrainConfig, run_dir: Path, ckpt: dict | None, extra_files: d
     images, labels, k = _load_train_data(config, device)
     model_input = {"num_classes": k, "in_channels": int(images.shape[1]), "image_size": int(images.shape[-1])}
     model = build_run_model(config, **model_input).to(device)
-    opt, sched = _make_optimizer(model, config)
+    opt, sched = _make_optimizer(model, config, device)
     pipeline = build_pipeline(config.augment, k, config.combine)
     order_gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator().manual_seed(config.seed + 1_000_003)
-    step_model = torch.compile(model) if config.compile else model
+    use_compile = resolve_compile(config.compile, device)
+    drop_last = resolve_drop_last(config.drop_last, use_compile)
+    _check_batches(config, int(images.shape[0]), drop_last)
+    loss_step = _LossStep(model, config, k)
+    step_fn, compiled, failure = (_compile_step(loss_step, config.compile_mode) if use_compile
+                                  else (loss_step, False, None))
     run = _Run(config=config, run_dir=run_dir, device=device, images=images, labels=labels, num_classes=k,
-               model=model, step_model=step_model, opt=opt, sched=sched, pipeline=pipeline, order_gen=order_gen,
-               aug_gen=aug_gen, prov=provenance(config=config.as_dict(), seed=config.seed))
+               model=model, loss_step=loss_step, step_fn=step_fn, compiled=compiled, drop_last=drop_last,
+               opt=opt, sched=sched, pipeline=pipeline, order_gen=order_gen, aug_gen=aug_gen,
+               prov=provenance(config=config.as_dict(), seed=config.seed))
     if ckpt is not None:
         _restore(run, ckpt)
-    run.global_step = run.epoch * math.ceil(run.n / config.batch_size)
+    run.global_step = run.epoch * run.steps_per_epoch
     run.prov.update({"device": str(device), "precision": "fp32" if config.precision == "fp32" else "bf16-autocast",
                      "num_train": run.n, "num_classes": k, "model_input": model_input,
-                     "threads": torch.get_num_threads()})
+                     "threads": torch.get_num_threads(),
+                     "compile": {"requested": config.compile, "mode": config.compile_mode, "used": compiled,
+                                 "fallback": None, "first_step_s": None},
+                     "drop_last": drop_last, "steps_per_epoch": run.steps_per_epoch,
+                     "fused_sgd": bool(opt.defaults.get("fused"))})
+    if failure is not None:
+        _record_fallback(run, failure)
     for name, text in extra_files.items():
         atomic_write_text(run_dir / name, text)
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
@@ -265,10 +296,51 @@ def _load_train_data(config: TrainConfig, device: torch.device) -> tuple[torch.T
     return images, labels, train_set.num_classes
 
 
-def _make_optimizer(model: torch.nn.Module, config: TrainConfig):
+def resolve_compile(compile_: bool | str, device: torch.device) -> bool:
+    """Whether the training step is compiled: ``"auto"`` -> on CUDA only; a boolean as given."""
+    return device.type == "cuda" if compile_ == "auto" else bool(compile_)
+
+
+def resolve_drop_last(drop_last: bool | str, compiled: bool) -> bool:
+    """Whether an epoch's last partial batch is dropped: ``"auto"`` -> exactly when the step is compiled
+    (one static shape); a boolean as given."""
+    return compiled if drop_last == "auto" else bool(drop_last)
+
+
+def batch_bounds(n: int, batch: int, drop_last: bool) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: the batches of one epoch over ``n`` samples (positions in the epoch's
+    order), ``batch`` at a time (``n >= 0``, ``batch >= 1``).
+
+    Every batch holds ``batch`` samples except the last, which holds ``n % batch`` when that is not 0;
+    it is dropped with ``drop_last``, and always when it holds one sample (BatchNorm needs two)."""
+    bounds = [(start, min(start + batch, n)) for start in range(0, n, batch)]
+    if bounds and (bounds[-1][1] - bounds[-1][0] < 2 or (drop_last and bounds[-1][1] - bounds[-1][0] < batch)):
+        bounds.pop()
+    return bounds
+
+
+def _check_batches(config: TrainConfig, n: int, drop_last: bool) -> None:
+    """A :class:`ConfigError` when an epoch over ``n`` images would hold no batch at all."""
+    if batch_bounds(n, config.batch_size, drop_last):
+        return
+    if drop_last:
+        raise ConfigError(
+            f"config field 'batch_size' ({config.batch_size}) exceeds the {n} training images and 'drop_last' is "
+            f"in effect (drop_last={config.drop_last!r}, compile={config.compile!r}): an epoch would hold no batch; "
+            "lower batch_size or set drop_last: false")
+    raise ConfigError(f"the training set holds {n} image(s): an epoch needs a batch of at least 2 (BatchNorm)")
+
+
+def _optimizer_kwargs(device: torch.device) -> dict:
+    """Extra ``torch.optim.SGD`` arguments on ``device``: the fused kernel on CUDA (one launch for all
+    parameters); nothing on the CPU, whose optimiser (and numbers) stay as they were."""
+    return {"fused": True} if device.type == "cuda" else {}
+
+
+def _make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
     opt = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
+        weight_decay=config.weight_decay, **_optimizer_kwargs(device),
     )
     if config.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
@@ -319,34 +391,36 @@ def _epoch_loop(run: _Run, *, progress: bool, stop_after_epochs: int | None, nan
 
 def _train_epoch(run: _Run, epoch: int, nan_at_step: int | None) -> dict:
     """One pass over the training set in seeded order (one SGD step per batch); returns its
-    ``epochs.csv`` row (mean loss, train accuracy and confidence over the samples seen, lr, seconds)."""
+    ``epochs.csv`` row (mean loss, train accuracy and confidence over the samples seen, lr, seconds).
+
+    No step reads a value back to the host: the sums stay on the device and every step's loss goes into
+    a device buffer that :func:`_check_finite` reads once, after the last step (a non-finite loss marks
+    the run failed there, before the epoch is logged or checkpointed). ``time_s`` includes that read, so
+    it covers the device's work too."""
     device = run.device
     run.model.train()
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.long)
     conf_sum = torch.zeros((), device=device, dtype=torch.float64)
+    step_losses = torch.empty(run.steps_per_epoch, device=device, dtype=torch.float32)
+    first_step = run.global_step
     seen = 0
-    for x, y, conf in _batches(run):
-        loss, logits = _loss(run, x, y, conf)
-        if nan_at_step is not None and run.global_step == nan_at_step:
-            loss = loss * float("nan")
-        _check_finite(run, loss, epoch)
-        run.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        run.opt.step()
-        run.global_step += 1
+    for i, (x, y, conf) in enumerate(_batches(run)):
+        loss, logits = _step(run, x, y, conf, nan_at_step)
+        step_losses[i] = loss.detach()
         bs = y.numel()
         seen += bs
         loss_sum += loss.detach().double() * bs
         correct += (logits.detach().argmax(1) == y).sum()
         conf_sum += conf.double().sum()
-    lr = run.opt.param_groups[0]["lr"]
+    _check_finite(run, step_losses, epoch, first_step)
+    row = {"epoch": epoch + 1, "loss": float(loss_sum) / seen, "train_acc": int(correct) / seen,
+           "mean_confidence": float(conf_sum) / seen, "lr": run.opt.param_groups[0]["lr"]}
     run.sched.step()
     elapsed = time.perf_counter() - t0
     run.timings["train_s"] += elapsed
-    return {"epoch": epoch + 1, "loss": float(loss_sum) / seen, "train_acc": int(correct) / seen,
-            "mean_confidence": float(conf_sum) / seen, "lr": lr, "time_s": elapsed}
+    return {**row, "time_s": elapsed}
 
 
 def _batches(run: _Run) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -355,49 +429,151 @@ def _batches(run: _Run) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tens
 
     Samples are augmented ``augment_chunk`` at a time (a whole number of batches) in one pipeline call:
     on CUDA the batched stages are launch-bound at batch 128 (trainer/bare = 2.0x on an H100), not at 8192.
-    A last batch of a single sample is skipped (BatchNorm needs 2+ samples).
+    The batches are :func:`batch_bounds` (a last batch of a single sample is skipped; with ``drop_last`` any
+    partial last batch). Dropping changes no random draw: the dropped samples are still augmented.
     """
     n, batch = run.n, run.config.batch_size
     chunk = max(1, run.config.augment_chunk // batch) * batch
     perm = torch.randperm(n, generator=run.order_gen).to(run.device)
-    for start in range(0, n, batch):
-        idx = perm[start:start + batch]
-        if idx.numel() < 2:
-            continue
+    for start, stop in batch_bounds(n, batch, run.drop_last):
+        idx = perm[start:stop]
         if start % chunk == 0:
             x_chunk, conf_chunk, _infos = run.pipeline(run.images[perm[start:start + chunk]], generator=run.aug_gen)
         off = start % chunk
         yield x_chunk[off:off + idx.numel()], run.labels[idx], conf_chunk[off:off + idx.numel()]
 
 
-def _loss(run: _Run, x: torch.Tensor, y: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(loss, logits)`` of one batch: the forward pass at the run's precision, then the float32 soft-target
-    loss. ``x``: augmented images [B, C, H, W] (uint8 or [0, 1] float) on the device; ``y``: labels [B];
-    ``conf``: the pipeline's confidences [B] (target confidence, and the loss weight with ``reweight``)."""
-    config = run.config
-    logits = forward(run.step_model, x, precision=config.precision, channels_last=config.channels_last)
-    targets = _targets(config, y, conf, run.num_classes)
-    weights = conf if config.reweight else None
-    loss = soft_cross_entropy(logits.float(), targets, weights=weights, normalize_weights=config.normalize_weights)
+class _LossStep(torch.nn.Module):
+    """``(x, y, conf) -> (loss, logits)`` of one batch: the forward pass at the run's precision
+    (:func:`harness.inference.forward`), then the float32 soft-target loss; the unit ``torch.compile``
+    compiles. ``x``: augmented images [B, C, H, W] (uint8 or [0, 1] float) on the device; ``y``: int64
+    labels [B] in [0, K); ``conf``: the pipeline's confidences [B] in [1/K, 1] (target confidence, and the
+    loss weight with ``reweight``). ``loss`` is a float32 scalar, ``logits`` [B, K] (bf16 under autocast).
+
+    Nothing here reads a value back to the host: labels were checked when the dataset was loaded
+    (:mod:`harness.datasets`) and confidences come from ``combine_confidences`` in [1/K, 1], so targets
+    and loss skip their value checks (``validate=False``)."""
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, num_classes: int) -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+        self.precision, self.channels_last = config.precision, config.channels_last
+        self.label_smoothing, self.convention = config.label_smoothing, config.label_smoothing_convention
+        self.reweight, self.normalize_weights = config.reweight, config.normalize_weights
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, conf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = forward(self.model, x, precision=self.precision, channels_last=self.channels_last)
+        targets = self.targets(y, conf)
+        weights = conf if self.reweight else None
+        loss = soft_cross_entropy(logits.float(), targets, weights=weights, normalize_weights=self.normalize_weights,
+                                  validate=False)
+        return loss, logits
+
+    def targets(self, labels: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+        """Soft targets [B, K]: fixed label smoothing in the configured convention, else the confidences'."""
+        k = self.num_classes
+        if self.label_smoothing > 0:
+            if self.convention == "other":
+                return label_smoothing_targets_other(labels, self.label_smoothing, k, validate=False)
+            return label_smoothing_targets_uniform(labels, self.label_smoothing, k, validate=False)
+        return soft_targets(labels, conf, k, validate=False)
+
+
+def _compile_step(loss_step: _LossStep, mode: str) -> tuple[Callable, bool, BaseException | None]:
+    """``(step_fn, compiled, failure)``: ``torch.compile(loss_step)`` in ``mode`` with static shapes, or
+    ``loss_step`` itself and the exception when even wrapping it fails (e.g. no compiler backend).
+
+    Compilation itself happens lazily, at the first call of each batch size (:func:`_step`)."""
+    try:
+        return torch.compile(loss_step, mode=mode, dynamic=False), True, None
+    except Exception as exc:  # noqa: BLE001 -- any failure to compile falls back to eager
+        return loss_step, False, exc
+
+
+def _record_fallback(run: _Run, exc: BaseException) -> None:
+    """Switch ``run`` to the eager step after a compilation failure: a warning on stderr and
+    ``compile.used = false`` with the reason in ``provenance.json`` (written at once)."""
+    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:500]
+    run.step_fn, run.compiled = run.loss_step, False
+    run.prov["compile"].update(used=False, fallback=reason)
+    write_json(run.run_dir / "provenance.json", run.prov)
+    _log(f"warning: torch.compile failed ({reason}); training continues in eager mode "
+         f"(recorded in {run.run_dir / 'provenance.json'})")
+
+
+def _step(run: _Run, x: torch.Tensor, y: torch.Tensor, conf: torch.Tensor,
+          nan_at_step: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on one batch; returns ``(loss, logits)`` (device tensors, never read here).
+
+    The first call of the compiled step at a batch size compiles it: should that raise, the model,
+    optimiser and RNG state are put back as they were and the step runs eagerly, for the rest of
+    the run (:func:`_record_fallback`)."""
+    if run.compiled and run.device.type == "cuda":
+        torch.compiler.cudagraph_mark_step_begin()  # a new iteration: CUDA-graph outputs may be reused
+    if not run.compiled or x.shape[0] in run.compiled_sizes:
+        return _sgd_step(run, run.step_fn, x, y, conf, nan_at_step)
+    saved = _snapshot(run)
+    t0 = time.perf_counter()
+    try:
+        out = _sgd_step(run, run.step_fn, x, y, conf, nan_at_step)
+    except Exception as exc:  # noqa: BLE001 -- a failed compilation falls back to eager
+        _put_back(run, saved)
+        _record_fallback(run, exc)
+        return _sgd_step(run, run.step_fn, x, y, conf, nan_at_step)
+    run.compiled_sizes.add(int(x.shape[0]))
+    if run.prov["compile"]["first_step_s"] is None:
+        run.prov["compile"]["first_step_s"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def _sgd_step(run: _Run, step_fn: Callable, x: torch.Tensor, y: torch.Tensor, conf: torch.Tensor,
+              nan_at_step: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    loss, logits = step_fn(x, y, conf)
+    if nan_at_step is not None and run.global_step == nan_at_step:
+        loss = loss * float("nan")
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    run.global_step += 1
     return loss, logits
 
 
-def _targets(config: TrainConfig, labels: torch.Tensor, conf: torch.Tensor, k: int) -> torch.Tensor:
-    if config.label_smoothing > 0:
-        if config.label_smoothing_convention == "other":
-            return label_smoothing_targets_other(labels, config.label_smoothing, k)
-        return label_smoothing_targets_uniform(labels, config.label_smoothing, k)
-    # labels were checked when the dataset was loaded; confidences come from combine_confidences
-    return soft_targets(labels, conf, k, validate=False)
+def _snapshot(run: _Run) -> dict:
+    """Copies of what a step changes (model, optimiser, RNG), for :func:`_put_back`."""
+    return {"model": copy.deepcopy(run.model.state_dict()), "opt": copy.deepcopy(run.opt.state_dict()),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None}
 
 
-def _check_finite(run: _Run, loss: torch.Tensor, epoch: int) -> None:
-    """The NaN guard: a non-finite loss marks the run failed (epoch, step, reason) and raises."""
-    if torch.isfinite(loss):
+def _put_back(run: _Run, saved: dict) -> None:
+    run.model.load_state_dict(saved["model"])
+    run.opt.load_state_dict(saved["opt"])
+    run.opt.zero_grad(set_to_none=True)
+    torch.set_rng_state(saved["rng"])
+    if saved["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(saved["cuda_rng"], run.device)
+
+
+def first_nonfinite(values: torch.Tensor) -> int | None:
+    """Index of the first non-finite (NaN or +-inf) entry of the 1-D tensor ``values``, or None when all
+    are finite (also for an empty tensor); one read back from the device."""
+    if values.numel() == 0:
+        return None
+    bad = ~torch.isfinite(values)
+    index = int(torch.where(bad.any(), bad.to(torch.int32).argmax(), -1))  # argmax: the first maximum
+    return None if index < 0 else index
+
+
+def _check_finite(run: _Run, step_losses: torch.Tensor, epoch: int, first_step: int) -> None:
+    """The NaN guard, once per epoch: if any of the epoch's step losses (global steps ``first_step``, ...)
+    is non-finite, mark the run failed with the first such epoch, step and loss, and raise."""
+    index = first_nonfinite(step_losses)
+    if index is None:
         return
-    step = run.global_step
+    step = first_step + index
     write_status(run.run_dir, "failed", epoch=epoch + 1, step=step,
-                 reason=f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step}")
+                 reason=f"non-finite loss ({float(step_losses[index])}) at epoch {epoch + 1}, step {step}")
     raise TrainingFailed(f"non-finite loss at epoch {epoch + 1}, step {step}; "
                          f"run marked failed in {run.run_dir / 'status.json'}")
 
