@@ -28,6 +28,8 @@ from harness.datasets import load_dataset, prepare_dataset
 from harness.demo import run_demo, ta_confidence_table
 from harness.evaluate import EvaluationFailed, corruption_subset, evaluate_run
 from harness.fit_mappings import fit_mappings
+from harness.execution import EXECUTORS
+from harness.executors import DispatchError
 from harness.grid import FITTED_ROOT, list_grids, load_grid, use_grid
 from harness.io import atomic_write_text
 from harness.runs import RunBusyError
@@ -161,12 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser(
         "stage", help="run one DVC pipeline stage on the active grid (what dvc.yaml calls)",
         description="Run one stage of the experiment pipeline on the grid in --params (default params.yaml). "
-                    "Normally called by `dvc repro`; stages: " + ", ".join(STAGES) + ". train needs --arm and "
-                    "--seed; evaluate needs --arm (it evaluates every seed of the arm).")
+                    "Normally called by `dvc repro`; stages: " + ", ".join(STAGES) + ". train and evaluate run every "
+                    "run of the grid through its executor (params execution.executor: serial | local | ray | "
+                    "slurm; env SOFTBENCH_EXECUTOR / SOFTBENCH_WORKERS override it) with one progress bar; "
+                    "each run's messages go to its run directory (train.log / evaluate.log). --arm limits them "
+                    "to one arm, --arm with --seed runs one run in this process.")
     st.add_argument("name", choices=STAGES, help="stage name")
     st.add_argument("--params", default="params.yaml", help="grid file (default: params.yaml)")
-    st.add_argument("--arm", default=None, help="arm name (train, evaluate)")
-    st.add_argument("--seed", type=_positive_int("--seed", 0), default=None, help="seed (train)")
+    st.add_argument("--arm", default=None, help="only this arm (train, evaluate)")
+    st.add_argument("--seed", type=_positive_int("--seed", 0), default=None,
+                    help="with --arm: only this run, in this process (train, evaluate)")
     st.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     gr = sub.add_parser("grid", help="list, show or activate an experiment grid",
@@ -180,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     gu = gr_sub.add_parser("use", help="make grids/NAME.yaml the active params.yaml")
     gu.add_argument("name", help="grid name (see `softbench grid list`)")
     gu.add_argument("--dataset", default=None, help="override the grid's dataset (e.g. paper: cifar100)")
+    gu.add_argument("--executor", choices=EXECUTORS, default=None,
+                    help="where the runs execute on this machine (written to params.yaml's execution section; "
+                         "never changes a result): serial, local (default: warm worker processes), ray, slurm")
+    gu.add_argument("--workers", type=_positive_int("--workers", 1), default=None,
+                    help="local executor: worker processes (default: CPU count, or GPUs x runs_per_gpu)")
 
     pl = sub.add_parser(
         "plan", help="seeds needed per pre-declared hypothesis for the target power at its mde",
@@ -210,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: directory locked by another writer (RunBusyError)
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RunBusyError)
 #: a run that started and failed (non-finite loss or metric): exit status 3, the run is marked failed on disk
-RUN_FAILURES: tuple[type[BaseException], ...] = (TrainingFailed, EvaluationFailed)
+RUN_FAILURES: tuple[type[BaseException], ...] = (TrainingFailed, EvaluationFailed, DispatchError)
 
 
 def _train(args) -> None:
@@ -269,7 +280,8 @@ def _grid(args) -> None:
         path = "params.yaml" if args.name is None else f"grids/{args.name}.yaml"
         print(grid_summary(load_grid(path)))
     else:
-        grid = use_grid(args.name, dataset=args.dataset)
+        execution = {k: v for k, v in (("executor", args.executor), ("workers", args.workers)) if v is not None}
+        grid = use_grid(args.name, dataset=args.dataset, execution=execution or None)
         print(f"params.yaml now holds grid {grid.name!r} ({grid.dataset}); run `dvc repro`")
         print(grid_summary(grid))
 

@@ -25,6 +25,7 @@ import yaml
 import mappings
 from harness.config import ConfigError, TrainConfig, apply_overrides, load_yaml, yaml_error_text
 from harness.datasets import DATASET_SPECS, DATASETS
+from harness.execution import Execution, parse_execution
 from harness.pipeline_builder import build_pipeline
 from harness.stats_spec import validate_stats_spec
 from harness.io import FileFormatError, atomic_write_text, read_json
@@ -41,7 +42,8 @@ CORRUPTED_ROOT = Path("datasets/corrupted")  # the pipeline's corrupted evaluati
 LABEL_TYPES = ("hard", "soft", "ls")
 FITTED_SOURCES = ("hvs", "proxy")  # mapping sets the pipeline fits (stages fit_mappings, proxy_accuracy)
 _TOP_KEYS = {"grid", "description", "dataset", "data_source", "download", "datasets_allowed", "seeds",
-             "run_arms", "base", "evaluation", "arms", "reference_comparable", "fit", "stats", "report"}
+             "run_arms", "base", "evaluation", "arms", "reference_comparable", "fit", "stats", "report",
+             "execution"}
 _REQUIRED = ("grid", "dataset", "seeds", "run_arms", "base", "arms")
 _ARM_KEYS = {"factors", "augment", "set", "reference", "description"}
 _EVAL_KEYS = {"corruption_n": "corruption_n", "corruption_severities": "corruption_severities",
@@ -99,6 +101,8 @@ class Grid:
     raw: dict = field(repr=False, default_factory=dict)
     download: str = "auto"
     corruption_source: str = "generated"
+    #: where the run matrix runs (``harness.execution``); never changes a result
+    execution: Execution = field(default_factory=Execution)
 
     def reference_mismatch(self) -> list[str]:
         """How the trained runs depart from the paper's protocol (METHOD §4.1-4.5); empty when the
@@ -235,7 +239,8 @@ def _validate(raw: Any, source: str) -> Grid:
     grid = Grid(name=raw["grid"], dataset=raw["dataset"], data_source=raw.get("data_source"),
                 seeds=tuple(seeds), run_arms=tuple(run_arms), base=dict(raw["base"]), evaluation=dict(evaluation),
                 arms=arms, reference_comparable=rc, fit=dict(fit), stats=stats_spec,
-                raw=raw, download=download, corruption_source=corruption_source)
+                raw=raw, download=download, corruption_source=corruption_source,
+                execution=parse_execution(raw.get("execution")))
     k = DATASET_SPECS[grid.dataset].num_classes
     for a in run_arms:  # every trained cell must build (fitted mappings are resolved when training)
         cfg = arm_config(grid, a, seeds[0], resolve_fitted=False)
@@ -316,8 +321,10 @@ def list_grids(root: str | Path = GRIDS_DIR) -> list[str]:
 
 
 def use_grid(name: str, *, dataset: str | None = None, root: str | Path = GRIDS_DIR,
-             params_path: str | Path = "params.yaml") -> Grid:
-    """Validate ``grids/<name>.yaml`` (optionally with another ``dataset``) and write it to ``params.yaml``."""
+             params_path: str | Path = "params.yaml", execution: dict | None = None) -> Grid:
+    """Validate ``grids/<name>.yaml`` (optionally with another ``dataset``, and ``execution`` settings such as
+    ``{"executor": "ray", "workers": 4}`` merged into its ``execution:`` section) and write it to ``params.yaml``.
+    The grid file itself is never edited: the executor is this machine's choice."""
     path = Path(root) / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown grid {name!r}; available grids: {list_grids(root)}")
@@ -329,11 +336,23 @@ def use_grid(name: str, *, dataset: str | None = None, root: str | Path = GRIDS_
     if dataset is not None:
         raw["dataset"] = dataset
         text = _replace_dataset(text, dataset)
+    if execution:
+        raw["execution"] = {**(raw.get("execution") or {}), **execution}
+        text = _replace_execution(text, raw["execution"])
     _validate(raw, str(path))
     header = f"# Active grid: copied from {path} by `softbench grid use {name}`" + (
         f" --dataset {dataset}" if dataset else "") + ". Edit freely; `dvc repro` reads this file.\n"
     atomic_write_text(params_path, header + text)
     return load_grid(params_path)
+
+
+def _replace_execution(text: str, execution: dict) -> str:
+    """``text`` with its top-level ``execution:`` block (the line and its indented continuation) replaced by
+    ``execution`` in flow style, or with it appended."""
+    line = "execution: " + yaml.safe_dump(execution, default_flow_style=True, sort_keys=False).strip() + "\n"
+    out, n = re.subn(r"(?m)^execution:.*\n(?:[ \t]+.*\n|[ \t]*\n)*", line, text if text.endswith("\n") else text + "\n",
+                     count=1)
+    return out if n == 1 else out + "# where the runs execute on this machine (never changes a result)\n" + line
 
 
 def _replace_dataset(text: str, dataset: str) -> str:
