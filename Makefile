@@ -6,6 +6,16 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # DATASET=cifar100 overrides that grid's dataset (paper: cifar10 | cifar100 | tinyimagenet).
 GRID ?=
 DATASET ?=
+# Optional: EXECUTOR=serial|local|ray|slurm and WORKERS=N pick where the runs execute on this machine
+# (README "Running on many GPUs and on a cluster"); they never change a result.
+EXECUTOR ?=
+WORKERS ?=
+ifneq ($(EXECUTOR),)
+export SOFTBENCH_EXECUTOR := $(EXECUTOR)
+endif
+ifneq ($(WORKERS),)
+export SOFTBENCH_WORKERS := $(WORKERS)
+endif
 
 .PHONY: setup reproduce test bench
 

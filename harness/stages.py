@@ -32,6 +32,7 @@ import math
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 
 import mappings
@@ -133,6 +134,7 @@ def _dispatch(grid: Grid, stage: str, arm: str | None, seed: int | None, progres
     (or of ``--arm``), dispatched through the grid's executor (``execution:``; env ``SOFTBENCH_EXECUTOR``)."""
     if arm is not None and seed is not None:
         check_cell(grid, arm, seed)
+        torch.set_num_threads(grid.execution.threads_per_run)  # as on every executor: part of a CPU run's numbers
         action = (train_cell if stage == "train" else evaluate_cell)(grid, arm, seed, progress=progress)
         _log(f"{run_id(arm, seed)}: {action}")
         return

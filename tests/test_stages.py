@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from harness import stages
+from harness import cell, stages
 from harness.grid import _validate, arm_config
 from harness.runs import read_status
 
@@ -24,6 +24,7 @@ GRID = {
 
 @pytest.fixture()
 def grid(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOFTBENCH_EXECUTOR", "serial")  # in this process (the executors have their own tests)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(GRID))
     return _validate(GRID, "micro")
@@ -37,8 +38,8 @@ def test_train_then_evaluate_then_results(grid, capsys):
     stages.stage_train(grid, "hard", 0, progress=False)
     run = stages.train_dir("hard", 0)
     assert (run / "model.pt").is_file() and _epochs(run) == 2
-    stamp = json.loads((run / stages.STAMP_FILE).read_text())
-    assert stamp["code"] == stages.code_hash() and stamp["training_hash"] == arm_config(grid, "hard", 0).training_hash()
+    stamp = json.loads((run / cell.STAMP_FILE).read_text())
+    assert stamp["code"] == cell.code_hash() and stamp["training_hash"] == arm_config(grid, "hard", 0).training_hash()
     stages.stage_evaluate(grid, "hard", progress=False)  # seed 1 never trained
     assert read_status(stages.eval_dir("hard", 0))["status"] == "complete"
     missing = read_status(stages.eval_dir("hard", 1))
@@ -58,8 +59,8 @@ def test_finished_run_is_kept_unless_its_stamp_changed(grid, capsys):
     capsys.readouterr()
     stages.stage_train(grid, "hard", 0, progress=False)  # DVC reran it (e.g. the arm's factors changed)
     assert "kept" in capsys.readouterr().err and (run / "provenance.json").read_text() == first
-    stamp = json.loads((run / stages.STAMP_FILE).read_text())
-    (run / stages.STAMP_FILE).write_text(json.dumps({**stamp, "code": "0" * 16}))  # training code changed
+    stamp = json.loads((run / cell.STAMP_FILE).read_text())
+    (run / cell.STAMP_FILE).write_text(json.dumps({**stamp, "code": "0" * 16}))  # training code changed
     stages.stage_train(grid, "hard", 0, progress=False)
     err = capsys.readouterr().err
     assert "kept" not in err and "resuming" not in err
@@ -73,7 +74,7 @@ def test_training_code_list_matches_dvc_yaml():
     root = Path(__file__).resolve().parents[1]
     deps = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train"]["deps"]
     code = {d for d in deps if d.startswith(("harness", "mappings"))}
-    assert code == set(stages.TRAIN_CODE)
+    assert code == set(cell.TRAIN_CODE)
 
 
 def test_interrupted_run_resumes_only_with_same_code(grid, capsys):
@@ -82,7 +83,7 @@ def test_interrupted_run_resumes_only_with_same_code(grid, capsys):
     run = stages.train_dir("hard", 0)
     config = arm_config(grid, "hard", 0)
     run.mkdir(parents=True)
-    (run / stages.STAMP_FILE).write_text(json.dumps(stages._train_stamp(grid, config)))
+    (run / cell.STAMP_FILE).write_text(json.dumps(cell.train_stamp(grid, config)))
     train(config, run, progress=False, stop_after_epochs=1)
     assert read_status(run)["status"] == "running" and _epochs(run) == 1
     stages.stage_train(grid, "hard", 0, progress=False)
@@ -93,7 +94,7 @@ def test_interrupted_run_resumes_only_with_same_code(grid, capsys):
 
     shutil.rmtree(run)
     run.mkdir(parents=True)
-    (run / stages.STAMP_FILE).write_text(json.dumps({**stages._train_stamp(grid, config), "code": "0" * 16}))
+    (run / cell.STAMP_FILE).write_text(json.dumps({**cell.train_stamp(grid, config), "code": "0" * 16}))
     train(config, run, progress=False, stop_after_epochs=1)
     stages.stage_train(grid, "hard", 0, progress=False)
     assert "resuming" not in capsys.readouterr().err and _epochs(run) == 2
@@ -101,11 +102,54 @@ def test_interrupted_run_resumes_only_with_same_code(grid, capsys):
 
 
 def test_failed_run_does_not_stop_the_sweep(grid, monkeypatch, capsys):
-    real = stages.train  # the stage module's own reference (imported at its top)
-    monkeypatch.setattr(stages, "train", lambda *a, **k: real(*a, **k, nan_at_step=1))
+    real = cell.train  # the cell module's own reference (imported at its top)
+    monkeypatch.setattr(cell, "train", lambda *a, **k: real(*a, **k, nan_at_step=1))
     stages.stage_train(grid, "hard", 1, progress=False)  # returns normally
     assert "FAILED" in capsys.readouterr().err
     assert read_status(stages.train_dir("hard", 1))["status"] == "failed"
     stages.stage_evaluate(grid, "hard", progress=False)
     ev = read_status(stages.eval_dir("hard", 1))
     assert ev["status"] == "failed" and "non-finite loss" in ev["reason"]
+
+
+def test_training_and_evaluation_code_lists_match_dvc_yaml():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    stages_yaml = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    code = {d for d in stages_yaml["evaluate"]["deps"] if d.startswith(("harness", "mappings"))}
+    assert code == set(cell.EVAL_CODE)
+    assert "execution" not in stages_yaml["train"]["params"]  # the executor never changes a result
+
+
+def test_evaluation_is_kept_until_the_model_or_the_settings_change(grid, capsys):
+    stages.stage_train(grid, "hard", 0, progress=False)
+    stages.stage_evaluate(grid, "hard", 0, progress=False)
+    ev = stages.eval_dir("hard", 0)
+    first = (ev / "metrics.json").read_text()
+    assert cell.evaluation_is_current(grid, "hard", 0)
+    capsys.readouterr()
+    stages.stage_evaluate(grid, "hard", 0, progress=False)
+    assert "hard-s0: kept" in capsys.readouterr().err and (ev / "metrics.json").read_text() == first
+    changed = _validate({**GRID, "evaluation": {**GRID["evaluation"], "eval_batch_size": 7}}, "micro")
+    assert not cell.evaluation_is_current(changed, "hard", 0)
+    stages.stage_evaluate(changed, "hard", 0, progress=False)
+    assert "hard-s0: evaluated" in capsys.readouterr().err
+    stamp = json.loads((ev / cell.EVAL_STAMP_FILE).read_text())
+    assert stamp["settings"]["eval_batch_size"] == 7
+    (stages.train_dir("hard", 0) / "model.pt").write_bytes(b"not a model")  # retrained or damaged weights
+    assert not cell.evaluation_is_current(changed, "hard", 0)
+    stages.stage_evaluate(changed, "hard", 0, progress=False)
+    assert read_status(ev)["status"] == "failed" and "model.pt" in read_status(ev)["reason"]
+
+
+def test_stage_evaluate_removes_evaluations_of_arms_and_seeds_left_out(grid):
+    for seed in (0, 1):
+        stages.stage_train(grid, "hard", seed, progress=False)
+    stages.stage_evaluate(grid, progress=False)
+    stale_arm = stages.RUNS_ROOT / "eval" / "gone" / "s0"
+    stale_arm.mkdir(parents=True)
+    smaller = _validate({**GRID, "seeds": [0]}, "micro")
+    stages.stage_evaluate(smaller, progress=False)
+    assert stages.eval_dir("hard", 0).is_dir() and not stages.eval_dir("hard", 1).exists()
+    assert not (stages.RUNS_ROOT / "eval" / "gone").exists()
