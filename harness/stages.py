@@ -132,6 +132,8 @@ def stage_fit_mappings(grid: Grid, progress: bool = True, **_) -> None:
 def _dispatch(grid: Grid, stage: str, arm: str | None, seed: int | None, progress: bool, params: str | Path) -> None:
     """One cell (``--arm`` and ``--seed``: in this process, messages on the terminal) or every cell of the grid
     (or of ``--arm``), dispatched through the grid's executor (``execution:``; env ``SOFTBENCH_EXECUTOR``)."""
+    if seed is not None and arm is None:
+        raise ConfigError("--seed needs --arm (one run is --arm ARM --seed SEED; without both, every run)")
     if arm is not None and seed is not None:
         check_cell(grid, arm, seed)
         torch.set_num_threads(grid.execution.threads_per_run)  # as on every executor: part of a CPU run's numbers

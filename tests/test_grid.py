@@ -209,8 +209,10 @@ def test_grid_and_stage_cli_errors_are_clear(capsys, monkeypatch, tmp_path):
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(_micro()))
-    assert main(["stage", "train", "--arm", "hard"]) == 2
-    assert "needs --arm and --seed" in capsys.readouterr().err
+    assert main(["stage", "train", "--seed", "0"]) == 2
+    assert "--seed needs --arm" in capsys.readouterr().err
+    assert main(["stage", "evaluate", "--arm", "nope"]) == 2
+    assert "'nope' is not in params run_arms" in capsys.readouterr().err
     assert main(["stage", "train", "--arm", "nope", "--seed", "0"]) == 2
     assert "'nope' is not in params run_arms" in capsys.readouterr().err
     assert main(["stage", "train", "--arm", "hard", "--seed", "7"]) == 2
