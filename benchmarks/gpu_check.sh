@@ -21,6 +21,7 @@
 #   d. the CUDA parity tests (batched TrivialAugment, SSIM)
 #   e. augmentation throughput (CUDA vs torchvision per-sample on the CPU)
 #   f. one quick-grid arm through the pipeline's stage commands on CUDA
+#   g. benchmarks/gpu_packing.py: 1, 2, 4 WRN-28-4 runs packed on the GPU, aggregate images/s vs one run
 set -uo pipefail
 
 if [[ "${1:-}" == "--stage-data" ]]; then
@@ -116,6 +117,9 @@ within 45 20 python3 benchmarks/augment_throughput.py --device cuda --repeats 3
 log "f. quick grid, one arm through the stage commands on CUDA"
 for st in prepare corruptions; do within 40 10 python3 -m harness.cli stage $st --no-progress || break; done
 time within 40 15 python3 -m harness.cli stage train --arm ta_soft_chance --seed 0 --no-progress
-time within 30 10 python3 -m harness.cli stage evaluate --arm ta_soft_chance --no-progress 2>&1 | tail -2
+time within 30 10 python3 -m harness.cli stage evaluate --arm ta_soft_chance --seed 0 --no-progress 2>&1 | tail -2
 python3 -c "import json; print(json.load(open('runs/train/ta_soft_chance/s0/provenance.json'))['device'])" 2>/dev/null
+log "g. several WRN-28-4 runs packed on one GPU (eager, 3 epochs each): runs_per_gpu 1, 2, 4"
+within 120 45 python3 benchmarks/gpu_packing.py --config benchmarks/gpu_wrn.yaml --data-source "" \
+    --packings 1 2 4 --epochs 3 --compile false --json "$OUT/gpu_packing.json"
 log "done"

@@ -36,9 +36,10 @@ def _pin(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _one_run(config_path: str, seed: int, epochs: int, data_source: str | None, out: str) -> dict:
+def _one_run(config_path: str, seed: int, epochs: int, data_source: str | None, out: str, compile_: str) -> dict:
     config = load_config(config_path)
-    config = replace(config, seed=seed, epochs=epochs, **({"data_source": data_source} if data_source else {}))
+    config = replace(config, seed=seed, epochs=epochs, compile={"true": True, "false": False}.get(compile_, compile_),
+                     **({"data_source": data_source} if data_source else {}))
     t0 = time.perf_counter()
     try:
         train(config, out, progress=False)
@@ -56,10 +57,13 @@ def _one_run(config_path: str, seed: int, epochs: int, data_source: str | None, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="benchmarks/gpu_wrn.yaml")
-    ap.add_argument("--data-source", default=".gpu/cifar10", help="prepared data folder (gpu_check.sh --stage-data)")
+    ap.add_argument("--data-source", default="", help="the config's data_source (default: the prepared dataset, as gpu_check.sh makes it)")
     ap.add_argument("--packings", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads per run")
+    ap.add_argument("--compile", choices=("auto", "true", "false"), default="false",
+                    help="the runs' compile setting (default false: each packed run would compile on its own, "
+                         "minutes of GPU time; the packing ratio of compiled runs is expected to be lower)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     source = args.data_source if args.data_source and Path(args.data_source).exists() else None
@@ -69,7 +73,8 @@ def main() -> None:
             ctx = mp.get_context("spawn")
             t0 = time.perf_counter()
             with ProcessPoolExecutor(k, mp_context=ctx, initializer=_pin, initargs=(args.threads,)) as pool:
-                futs = [pool.submit(_one_run, args.config, seed, args.epochs, source, f"{tmp}/k{k}-s{seed}")
+                futs = [pool.submit(_one_run, args.config, seed, args.epochs, source, f"{tmp}/k{k}-s{seed}",
+                                    args.compile)
                         for seed in range(k)]
                 runs = [f.result() for f in futs]
             wall = time.perf_counter() - t0
@@ -88,7 +93,8 @@ def main() -> None:
     fits = [k for k, r in results.items() if not r.get("oom")]
     print(f"largest packing that fit: {max(fits) if fits else 'none'} runs per GPU")
     if args.json:
-        Path(args.json).write_text(json.dumps({"config": args.config, "epochs": args.epochs, "results": results},
+        Path(args.json).write_text(json.dumps({"config": args.config, "epochs": args.epochs, "compile": args.compile,
+                                               "results": results},
                                               indent=2))
 
 
