@@ -1,7 +1,9 @@
 """End to end: a micro grid (2 arms x 3 seeds x 1 epoch, tiny data) through `dvc repro` in a temp copy
-of the repo, then DVC's caching: a second repro reruns nothing, and changing one arm's parameters
-reruns only that arm's stages and the stages downstream of it, which `dvc metrics diff` against the
-committed first results then reports."""
+of the repo (the default executor: local worker processes, 2 here), then DVC's caching: a second repro
+reruns nothing, and changing one arm's parameters retrains only that arm's runs and reruns the stages
+downstream, which `dvc metrics diff` against the committed first results then reports. The same grid
+through `dvc repro` with the serial, ray (a local instance) and slurm (submitit's local executor)
+executors gives the same reports/results.csv."""
 
 from __future__ import annotations
 
@@ -53,9 +55,9 @@ MICRO = {
 }
 
 
-def _repro(cwd: Path, *args: str) -> str:
+def _repro(cwd: Path, *args: str, executor: str | None = None) -> str:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(cwd),
-           "SOFTBENCH_DATA": "/nonexistent"}
+           "SOFTBENCH_DATA": "/nonexistent", "SOFTBENCH_EXECUTOR": executor or "local", "SOFTBENCH_WORKERS": "2"}
     proc = subprocess.run([str(BIN / "dvc"), "repro", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, f"dvc repro failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
@@ -76,6 +78,11 @@ def _dvc(cwd: Path, *args: str) -> str:
 
 def _ran(log: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", log))
+
+
+def _cells(log: str, stage: str, action: str) -> set[str]:
+    """The runs the dispatcher reports as ``action`` (trained, evaluated, ...) in a repro's log."""
+    return set(re.findall(rf"\[softbench {stage}\] (\S+): {action}\b", log))
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +106,11 @@ def repo(tmp_path_factory):
 def test_micro_grid_reproduces_to_a_report(repo):
     dst, first = repo
     assert {"prepare", "corruptions", "proxy_accuracy", "fit_mappings", "results", "stats", "report"} <= _ran(first)
-    assert {f"train@{a}-{s}" for a in ("re_hard", "re_soft") for s in range(3)} <= _ran(first)
-    assert {"evaluate@re_hard", "evaluate@re_soft"} <= _ran(first)
+    assert {"train", "evaluate"} <= _ran(first)
+    every = {f"{a}-s{s}" for a in ("re_hard", "re_soft") for s in range(3)}
+    assert _cells(first, "train", "trained") == every and _cells(first, "evaluate", "evaluated") == every
+    assert "6 cells" in first and "on local" in first
+    assert (dst / "runs/train/re_hard/s0/train.log").is_file()
 
     results = pd.read_csv(dst / "reports/results.csv")
     assert set(results["run_id"]) == {f"{a}-s{s}" for a in ("re_hard", "re_soft") for s in range(3)}
@@ -144,9 +154,10 @@ def test_changing_one_arm_reruns_only_that_arm_and_metrics_diff_shows_it(repo):
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["arms"]["re_soft"]["set"] = {"lr": 0.02}
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    ran = _ran(_repro(dst))
-    assert ran == {"train@re_soft-0", "train@re_soft-1", "train@re_soft-2", "evaluate@re_soft", "results",
-                   "stats", "report"}
+    log = _repro(dst)
+    assert _ran(log) == {"train", "evaluate", "results", "stats", "report"}
+    assert _cells(log, "train", "trained") == {"re_soft-s0", "re_soft-s1", "re_soft-s2"}  # re_hard kept
+    assert _cells(log, "evaluate", "evaluated") == {"re_soft-s0", "re_soft-s1", "re_soft-s2"}
 
     diff = json.loads(_dvc(dst, "metrics", "diff", "--json"))  # workspace against the committed results
     changed = diff["reports/metrics.json"]
@@ -154,3 +165,24 @@ def test_changing_one_arm_reruns_only_that_arm_and_metrics_diff_shows_it(repo):
     assert not any(k.startswith("arms.re_hard.") for k in changed), diff  # the unchanged arm: same numbers
     row = changed[next(k for k in changed if k.startswith("arms.re_soft."))]
     assert row["old"] != row["new"] and row["diff"] == pytest.approx(row["new"] - row["old"])
+
+
+@pytest.mark.parametrize("executor", ["serial", "ray", "slurm"])
+def test_every_executor_gives_the_same_results_through_dvc(repo, executor, tmp_path):
+    if executor == "ray":
+        pytest.importorskip("ray", reason="the ray extra is not installed (make test installs it)")
+    if executor == "slurm":
+        pytest.importorskip("submitit", reason="the slurm extra is not installed (make test installs it)")
+    dst, _ = repo
+    first = pd.read_csv(dst / "reports/results.csv")
+    other = tmp_path / executor
+    shutil.copytree(dst, other, ignore=shutil.ignore_patterns("train", "eval"))  # every run trained again
+    params = yaml.safe_load((other / "params.yaml").read_text())
+    if executor == "slurm":  # submitit's LocalExecutor stands in for the cluster; never a DVC parameter
+        params["execution"] = {"slurm": {"cluster": "local", "runs_per_job": 3, "gpus_per_job": 0, "cpus_per_job": 1}}
+        (other / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = _repro(other, "--no-run-cache", executor=executor)
+    assert {"train", "evaluate", "results"} <= _ran(log) and f"on {executor}" in log
+    every = {f"{a}-s{s}" for a in ("re_hard", "re_soft") for s in range(3)}
+    assert _cells(log, "train", "trained") == every
+    pd.testing.assert_frame_equal(pd.read_csv(other / "reports/results.csv"), first)
