@@ -41,7 +41,7 @@ from harness.evaluate import EvaluationFailed, evaluate_run
 from harness.grid import Grid, arm_config, eval_dir, train_dir
 from harness.io import FileFormatError, atomic_write_text, read_json
 from harness.paths import code_root
-from harness.runs import clear_run_dir, is_complete, load_torch, read_status, run_lock, write_status
+from harness.runs import clear_run_dir, is_complete, load_torch, read_metrics, read_status, run_lock, write_status
 from harness.trainer import TrainingFailed, check_buildable, train
 
 __all__ = ["train_is_current", "evaluation_is_current", "TRAIN_CODE", "EVAL_CODE", "STAMP_FILE", "EVAL_STAMP_FILE", "code_hash", "train_cell", "evaluate_cell",
@@ -266,7 +266,7 @@ def evaluate_cell(grid: Grid, arm: str, seed: int, *, progress: bool = False) ->
                 return "failed"
             config = eval_config(grid, load_config(tdir / "config.yaml"))
             stamp = eval_stamp(grid, tdir, config)
-            if is_complete(out_dir) and _same_stamp(out_dir / EVAL_STAMP_FILE, stamp):
+            if _complete_and_readable(out_dir) and _same_stamp(out_dir / EVAL_STAMP_FILE, stamp):
                 return "kept"
             clear_run_dir(out_dir)
             _log(f"{out_dir}: evaluating {tdir}")
@@ -287,13 +287,24 @@ def evaluate_cell(grid: Grid, arm: str, seed: int, *, progress: bool = False) ->
 def evaluation_is_current(grid: Grid, arm: str, seed: int) -> bool:
     """Whether :func:`evaluate_cell` would keep the evaluation (read-only, like :func:`train_is_current`)."""
     tdir, out_dir = train_dir(arm, seed), eval_dir(arm, seed)
-    if not ((tdir / "model.pt").is_file() and is_complete(out_dir)):
+    if not ((tdir / "model.pt").is_file() and _complete_and_readable(out_dir)):
         return False
     try:
         stamp = eval_stamp(grid, tdir, eval_config(grid, load_config(tdir / "config.yaml")))
     except (FileFormatError, ConfigError):
         return False
     return _same_stamp(out_dir / EVAL_STAMP_FILE, stamp)
+
+
+def _complete_and_readable(out_dir: Path) -> bool:
+    """Status ``complete`` and result files that can be used (a damaged ``metrics.json`` is re-evaluated)."""
+    if not (is_complete(out_dir) and (out_dir / "predictions.npz").is_file()):
+        return False
+    try:
+        read_metrics(out_dir / "metrics.json")
+    except FileFormatError:
+        return False
+    return True
 
 
 def _same_stamp(path: Path, stamp: dict) -> bool:

@@ -42,7 +42,7 @@ TAIL_COLUMNS = RESULTS_TAIL_COLUMNS
 
 
 def _reevaluate(arm: str) -> str:
-    return f"re-evaluate it: dvc repro (or dvc repro -f evaluate@{arm})"
+    return f"re-evaluate it: dvc repro (or softbench stage evaluate --arm {arm})"
 
 
 def _run_state(arm: str, edir: Path, tdir: Path) -> tuple[str, str, list[dict] | None]:

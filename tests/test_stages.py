@@ -153,3 +153,16 @@ def test_stage_evaluate_removes_evaluations_of_arms_and_seeds_left_out(grid):
     stages.stage_evaluate(smaller, progress=False)
     assert stages.eval_dir("hard", 0).is_dir() and not stages.eval_dir("hard", 1).exists()
     assert not (stages.RUNS_ROOT / "eval" / "gone").exists()
+
+
+def test_a_damaged_evaluation_is_redone_although_its_stamp_matches(grid, capsys):
+    stages.stage_train(grid, "hard", 0, progress=False)
+    stages.stage_evaluate(grid, "hard", 0, progress=False)
+    ev = stages.eval_dir("hard", 0)
+    good = (ev / "metrics.json").read_text()
+    (ev / "metrics.json").write_text('{"rows": []}')  # status still complete, stamp unchanged
+    assert not cell.evaluation_is_current(grid, "hard", 0)
+    capsys.readouterr()
+    stages.stage_evaluate(grid, "hard", 0, progress=False)
+    assert "hard-s0: evaluated" in capsys.readouterr().err
+    assert json.loads((ev / "metrics.json").read_text())["rows"] == json.loads(good)["rows"]
