@@ -26,6 +26,7 @@ worker charges one attempt to every cell in flight at that moment (at most ``wor
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing as mp
 import os
 import socket
@@ -36,7 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -48,7 +49,7 @@ from harness.grid import Grid, eval_dir, load_grid, run_id, train_dir
 from harness.io import provenance, read_json
 from harness.runs import RunBusyError, read_status, run_lock, write_json, write_status
 
-__all__ = ["RunTask", "RunOutcome", "execute_task", "execute_chunk", "dispatch", "DispatchError", "STAGES",
+__all__ = ["RunTask", "RunOutcome", "execute_task", "torch_threads", "execute_chunk", "dispatch", "DispatchError", "STAGES",
            "cell_tasks"]
 
 STAGES = ("train", "evaluate")
@@ -130,9 +131,8 @@ def execute_task(task: RunTask) -> RunOutcome:
     t0 = time.perf_counter()
     if os.getcwd() != task.root:
         os.chdir(task.root)  # the run's relative paths (runs/, datasets/) are the working copy's
-    torch.set_num_threads(task.threads)
     grid = _grid(task.params)
-    with run_log(task.run_dir / f"{task.stage}.log"):
+    with torch_threads(task.threads), run_log(task.run_dir / f"{task.stage}.log"):
         if task.stage == "train":
             action = train_cell(grid, task.arm, task.seed)
         else:
@@ -142,6 +142,18 @@ def execute_task(task: RunTask) -> RunOutcome:
     if action != "kept":
         _record_placement(outcome)
     return outcome
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block at ``n`` torch CPU threads, then restore the previous count (the serial executor and a
+    single run by hand work in the caller's process, which must not be left changed)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def execute_chunk(tasks: Sequence[RunTask]) -> list[RunOutcome]:

@@ -32,7 +32,6 @@ import math
 import sys
 from pathlib import Path
 
-import torch
 import yaml
 
 import mappings
@@ -42,7 +41,7 @@ from harness.corruptions import corrupted_test_set
 from harness.corruptions.official import fetch_official_corruptions
 from harness.datasets import load_dataset, prepare_dataset
 from harness.evaluate import corruption_subset
-from harness.executors import cell_tasks, dispatch
+from harness.executors import cell_tasks, dispatch, torch_threads
 from harness.fit_mappings import fit_mappings
 from harness.io import atomic_write_text, provenance, read_json
 from harness.report import write_report
@@ -136,8 +135,8 @@ def _dispatch(grid: Grid, stage: str, arm: str | None, seed: int | None, progres
         raise ConfigError("--seed needs --arm (one run is --arm ARM --seed SEED; without both, every run)")
     if arm is not None and seed is not None:
         check_cell(grid, arm, seed)
-        torch.set_num_threads(grid.execution.threads_per_run)  # as on every executor: part of a CPU run's numbers
-        action = (train_cell if stage == "train" else evaluate_cell)(grid, arm, seed, progress=progress)
+        with torch_threads(grid.execution.threads_per_run):  # as on every executor: part of a CPU run's numbers
+            action = (train_cell if stage == "train" else evaluate_cell)(grid, arm, seed, progress=progress)
         _log(f"{run_id(arm, seed)}: {action}")
         return
     if arm is not None:

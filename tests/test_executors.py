@@ -348,3 +348,17 @@ def test_a_missing_extra_names_it(base_copy, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)
     with pytest.raises(ConfigError, match=r"softbench\[slurm\]"):
         _run(root, "train", Execution(executor="slurm", slurm=SlurmOptions(cluster="local")))
+
+
+def test_in_process_runs_leave_the_callers_thread_count_as_it_was(base_copy, tmp_path):
+    root = _fresh(base_copy, tmp_path, "threads", seeds=[0])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _run(root, "train", Execution(executor="serial", threads_per_run=1))
+        assert torch.get_num_threads() == 2
+        placement = json.loads((root / "runs/train/hard/s0/provenance.json").read_text())["placements"][-1]
+        assert placement["threads"] == 1 and json.loads((root / "runs/train/hard/s0/provenance.json").read_text())[
+            "threads"] == 1
+    finally:
+        torch.set_num_threads(before)
