@@ -64,7 +64,7 @@ def _fail(where: str, value: Any, allowed: str) -> None:
 
 
 def run_id(arm: str, seed: int) -> str:
-    """``<arm>-s<seed>``: the run's name in the results table (and its run directories' ``<arm>/s<seed>``)."""
+    """``<arm>-s<seed>``: the run's name in the results table (and DVC's ``train@<arm>-<seed>``)."""
     return f"{arm}-s{seed}"
 
 
