@@ -2,7 +2,7 @@
 
 The trainer (:mod:`harness.trainer`) and the evaluation (:mod:`harness.evaluate`) do not import each
 other; this module is where one follows the other (``softbench train``, the proxy measurement). The
-DVC pipeline runs them as separate stages instead (``train`` then ``evaluate``, each over the whole run matrix).
+DVC pipeline runs them as separate stages instead (``train@`` then ``evaluate@``).
 """
 
 from __future__ import annotations
