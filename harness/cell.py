@@ -266,7 +266,7 @@ def evaluate_cell(grid: Grid, arm: str, seed: int, *, progress: bool = False) ->
                 return "failed"
             config = eval_config(grid, load_config(tdir / "config.yaml"))
             stamp = eval_stamp(grid, tdir, config)
-            if _complete_and_readable(out_dir) and _same_stamp(out_dir / EVAL_STAMP_FILE, stamp):
+            if _evaluation_kept(out_dir, stamp):
                 return "kept"
             clear_run_dir(out_dir)
             _log(f"{out_dir}: evaluating {tdir}")
@@ -287,28 +287,22 @@ def evaluate_cell(grid: Grid, arm: str, seed: int, *, progress: bool = False) ->
 def evaluation_is_current(grid: Grid, arm: str, seed: int) -> bool:
     """Whether :func:`evaluate_cell` would keep the evaluation (read-only, like :func:`train_is_current`)."""
     tdir, out_dir = train_dir(arm, seed), eval_dir(arm, seed)
-    if not ((tdir / "model.pt").is_file() and _complete_and_readable(out_dir)):
+    if not (tdir / "model.pt").is_file():
         return False
     try:
         stamp = eval_stamp(grid, tdir, eval_config(grid, load_config(tdir / "config.yaml")))
     except (FileFormatError, ConfigError):
         return False
-    return _same_stamp(out_dir / EVAL_STAMP_FILE, stamp)
+    return _evaluation_kept(out_dir, stamp)
 
 
-def _complete_and_readable(out_dir: Path) -> bool:
-    """Status ``complete`` and result files that can be used (a damaged ``metrics.json`` is re-evaluated)."""
+def _evaluation_kept(out_dir: Path, stamp: dict) -> bool:
+    """The one keep rule of an evaluation: status ``complete``, result files that can be used (a damaged
+    ``metrics.json`` is re-evaluated) and the same stamp."""
     if not (is_complete(out_dir) and (out_dir / "predictions.npz").is_file()):
         return False
     try:
         read_metrics(out_dir / "metrics.json")
-    except FileFormatError:
-        return False
-    return True
-
-
-def _same_stamp(path: Path, stamp: dict) -> bool:
-    try:
-        return path.is_file() and read_json(path, "the evaluation's stamp") == stamp
-    except FileFormatError:
+        return read_json(out_dir / EVAL_STAMP_FILE, "the evaluation's stamp") == stamp
+    except FileFormatError:  # also a missing stamp file
         return False
