@@ -241,11 +241,12 @@ def _train_action(run_dir: Path, config: TrainConfig, stamp: dict) -> str:
 # ------------------------------------------------------------------------------------------ evaluate
 def eval_stamp(grid: Grid, tdir: Path, config: TrainConfig) -> dict:
     """What a complete evaluation must still match to be kept: the trained weights and config, the evaluation
-    settings, the evaluation code and the dataset."""
+    settings and corruption source, the evaluation code and the dataset."""
     settings = {k: getattr(config, k) for k in ("corruption_n", "corruption_severities", "op_eval_bins",
                                                 "corruptions", "eval_batch_size", "corruption_cache")}
     return {"model": _file_hash(tdir / "model.pt"), "config": _file_hash(tdir / "config.yaml"),
-            "settings": json.loads(json.dumps(settings, default=list)), "code": code_hash(EVAL_CODE),
+            "settings": json.loads(json.dumps(settings, default=list)), "corruption_source": grid.corruption_source,
+            "code": code_hash(EVAL_CODE),
             "data": _data_hash(grid)}
 
 
@@ -271,7 +272,8 @@ def evaluate_cell(grid: Grid, arm: str, seed: int, *, progress: bool = False) ->
             clear_run_dir(out_dir)
             _log(f"{out_dir}: evaluating {tdir}")
             atomic_write_text(out_dir / EVAL_STAMP_FILE, json.dumps(stamp) + "\n")
-            evaluate_run(tdir, progress=progress, config=config, out_dir=out_dir)
+            evaluate_run(tdir, progress=progress, config=config, out_dir=out_dir,
+                         corruption_source=grid.corruption_source)
             _log(f"{out_dir}: evaluated")
         except EvaluationFailed as exc:  # non-finite metric, recorded as failed; other errors stop the stage
             _log(f"{rid}: evaluation FAILED and is recorded as failed: {exc}")

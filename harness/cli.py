@@ -26,6 +26,7 @@ from harness.config import ConfigError, load_config
 from harness.corruptions import corrupted_test_set
 from harness.datasets import load_dataset, prepare_dataset
 from harness.demo import run_demo, ta_confidence_table
+from harness.corruptions.sources import CORRUPTION_SOURCES
 from harness.evaluate import EvaluationFailed, corruption_subset, evaluate_run
 from harness.fit_mappings import fit_mappings
 from harness.execution import EXECUTORS
@@ -105,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="(re-)evaluate a trained run directory",
                         description="Evaluate RUN_DIR/model.pt and rewrite metrics.json, predictions.npz, status.json.")
     ev.add_argument("run_dir", help="run directory written by 'softbench train'")
+    ev.add_argument("--corruption-source", choices=CORRUPTION_SOURCES, default="generated",
+                    help="corrupted images to score: generated (softbench's reimplementation, cached; default) or "
+                         "official (the released CIFAR-10-C / CIFAR-100-C files; refused unless the test set is in "
+                         "their order, the original CIFAR test order)")
+    ev.add_argument("--official-root", default=None, metavar="DIR",
+                    help="with --corruption-source official: the folder holding CIFAR-10-C/ (default: searched in "
+                         "datasets/raw/<dataset>-c, ../shared/data/<dataset>-c, $SOFTBENCH_DATA)")
     ev.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     pr = sub.add_parser("prepare", help="prepare a dataset into datasets/prepared/<name>/ (optionally downloading it)",
@@ -238,7 +246,8 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
-    for r in evaluate_run(args.run_dir, progress=not args.no_progress):
+    for r in evaluate_run(args.run_dir, progress=not args.no_progress, corruption_source=args.corruption_source,
+                          official_root=args.official_root):
         if r["corruption"] is None:
             print(f"{r['metric']:>28}: {r['value']:.4f}")
 

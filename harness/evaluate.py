@@ -17,6 +17,18 @@ Per-op accuracy (``op_eval_bins``): accuracy on the same subset with every Trivi
 applied at each listed magnitude bin (positive sign), metric ``op_accuracy`` with the op in the
 ``corruption`` field and the bin in ``severity``.
 
+Corruption source (``corruption_source``): ``"generated"`` (default) scores the reimplemented corruptions,
+``"official"`` the released CIFAR-10-C / CIFAR-100-C files, refused unless the test set is in their order
+(:mod:`harness.corruptions.sources`); ``metrics.json``'s notes name the source scored.
+
+Speed on an accelerator: the corrupted images go to the device as one ``uint8`` copy that stays there for every
+later run the same worker process evaluates (**resident**; reused while the source's identity is unchanged,
+one set per process), when it fits in :data:`RESIDENT_FREE_FRACTION` of the device's free memory
+(:func:`resident_fits`; a full CIFAR-10 set of 10,000 x 19 x 5 images is 2.9 GB). On the CPU nothing is held
+(the operating system's page cache already keeps the file). Predicted labels are taken on the device, so one
+``[n]`` integer vector per corruption comes back to the host. Neither changes a number: the same uint8
+images, the same forward pass and the same softmax argmax (first maximum on ties, as numpy's).
+
 Metric conventions: accuracy in [0, 1]; NLL in nats; ECE with 15 equal-width bins over the
 max-softmax confidence; Brier = mean over samples of the summed squared error against the one-hot
 label (range [0, 2]). Corruption means: ``corruption_accuracy_mean15`` is the unweighted mean of
@@ -38,13 +50,15 @@ from tqdm.auto import tqdm
 
 from harness import metrics as M
 from harness.config import TrainConfig, load_config
-from harness.corruptions import CORRUPTIONS, corrupted_test_set
+from harness.corruptions import CORRUPTIONS
+from harness.corruptions.sources import CORRUPTION_SOURCES, open_corruptions, source_identity
 from harness.datasets import ArrayDataset, _ranked, load_dataset
-from harness.inference import op_accuracy, op_settings, predict_probs
+from harness.inference import forward, op_accuracy, op_settings, predict_probs
 from harness.run_model import load_run_model, resolve_device
 from harness.runs import check_run_dir_path, read_status, run_lock, save_npz, write_json, write_status
 
-__all__ = ["evaluate_run", "predict_probs", "stratified_indices", "corruption_subset", "EvaluationFailed"]
+__all__ = ["evaluate_run", "predict_probs", "predict_labels", "stratified_indices", "corruption_subset",
+           "EvaluationFailed", "resident_fits", "release_resident", "RESIDENT_FREE_FRACTION"]
 
 
 class EvaluationFailed(RuntimeError):
@@ -96,22 +110,103 @@ def _op_accuracy_rows(model, images: torch.Tensor, y: np.ndarray, k: int, bins, 
     return [_row("op_accuracy", acc, s.op, s.bin) for s, acc in zip(settings, accs)]
 
 
+#: the largest share of a device's free memory a resident corrupted set may take
+RESIDENT_FREE_FRACTION = 0.25
+# the set held by this process: (identity, device, {(name, severity): uint8 [n, C, H, W] on device}); one at a
+# time, replaced when a run needs another (module state on purpose: it lives as long as the worker process)
+_resident: tuple | None = None
+
+
+def resident_fits(nbytes: int, device: torch.device) -> bool:
+    """Whether ``nbytes`` of corrupted images should be kept resident on ``device``: CUDA only, and only
+    within :data:`RESIDENT_FREE_FRACTION` of its free memory (counting the set this process already holds as
+    free, since it would be replaced)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False
+    free, _total = torch.cuda.mem_get_info(device)
+    held = sum(t.numel() for t in _resident[2].values()) if _resident is not None and _resident[1] == device else 0
+    return nbytes <= RESIDENT_FREE_FRACTION * (free + held)
+
+
+def _to_device_nchw(images_nhwc: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 ``[n, H, W, 3]`` (host) -> contiguous uint8 ``[n, 3, H, W]`` on ``device`` (moved before the
+    permute, so an accelerator does the copy)."""
+    return torch.from_numpy(np.ascontiguousarray(images_nhwc)).to(device).permute(0, 3, 1, 2).contiguous()
+
+
+def _corrupted_images(corr, keys: list[tuple[str, int]], device: torch.device, resident: bool | None):
+    """Yield ``(key, uint8 [n, 3, H, W] on device)`` for ``keys`` of the open source ``corr``, from the
+    resident copy when this process holds it (see the module doc); ``resident=None`` decides by
+    :func:`resident_fits`, ``True`` / ``False`` force it (tests, benchmarks)."""
+    global _resident
+    identity = (source_identity(corr), tuple(keys))
+    if _resident is not None and _resident[0] == identity and _resident[1] == device:
+        yield from ((k, _resident[2][k]) for k in keys)
+        return
+    first = corr[keys[0]]
+    if resident is None:
+        resident = resident_fits(first.nbytes * len(keys), device)
+    if not resident:
+        for i, k in enumerate(keys):
+            yield k, _to_device_nchw(first if i == 0 else corr[k], device)
+        return
+    _resident = None  # release the previous set before loading the next
+    arrays = {k: _to_device_nchw(first if i == 0 else corr[k], device) for i, k in enumerate(keys)}
+    _resident = (identity, device, arrays)
+    yield from arrays.items()
+
+
+def release_resident() -> None:
+    """Drop the corrupted set this process holds on its device (the next evaluation loads it again)."""
+    global _resident
+    _resident = None
+
+
+@torch.no_grad()
+def predict_labels(model: torch.nn.Module, images: torch.Tensor, device: torch.device | str, batch_size: int,
+                   precision: str = "auto", channels_last: bool = True) -> np.ndarray:
+    """Top-1 labels (``int64 [N]``) of ``model`` (put in eval mode) on ``images``: the argmax of the same
+    softmax as :func:`predict_probs`, taken on ``device`` (first maximum on ties, as numpy's argmax), so
+    only the labels come back to the host, once."""
+    model.eval()
+    device = torch.device(device)
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        logits = forward(model, images[start:start + batch_size].to(device), precision=precision,
+                         channels_last=channels_last)
+        out.append(torch.softmax(logits.float(), dim=1).argmax(1))
+    return torch.cat(out).cpu().numpy()
+
+
 def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainConfig | None = None,
-                 device: torch.device | None = None, out_dir: str | Path | None = None) -> list[dict]:
+                 device: torch.device | None = None, out_dir: str | Path | None = None,
+                 corruption_source: str = "generated", official_root: str | Path | None = None,
+                 resident: bool | None = None) -> list[dict]:
     """Evaluate ``run_dir/model.pt``; write metrics, predictions and status to ``out_dir`` (default
     ``run_dir``; see the module doc). Holds the lock of ``run_dir`` (and of ``out_dir``) throughout:
-    another process writing either raises :class:`~harness.runs.RunBusyError`."""
+    another process writing either raises :class:`~harness.runs.RunBusyError`.
+
+    ``corruption_source``: ``"generated"`` or ``"official"`` (then ``official_root`` is the release's folder,
+    or ``None`` to search the usual places); ``resident``: keep the corrupted set on the device for later runs
+    of this process (``None``: when it fits, CUDA only; see the module doc)."""
+    if corruption_source not in CORRUPTION_SOURCES:
+        raise ValueError(f"corruption_source must be one of {list(CORRUPTION_SOURCES)}, got {corruption_source!r}")
+    if official_root is not None and corruption_source != "official":
+        raise ValueError(f"official_root ({official_root}) is only used with corruption_source 'official', "
+                         f"got corruption_source {corruption_source!r}")
     run_dir = Path(run_dir)
     out_dir = run_dir if out_dir is None else check_run_dir_path(out_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"evaluate: run directory {run_dir} does not exist")
     with run_lock(run_dir, command="evaluate"), (
             run_lock(out_dir, command="evaluate") if out_dir != run_dir else contextlib.nullcontext()):
-        return _evaluate_locked(run_dir, out_dir, progress=progress, config=config, device=device)
+        return _evaluate_locked(run_dir, out_dir, progress=progress, config=config, device=device,
+                                source=corruption_source, official_root=official_root, resident=resident)
 
 
 def _evaluate_locked(run_dir: Path, out_dir: Path, *, progress: bool, config: TrainConfig | None,
-                     device: torch.device | None) -> list[dict]:
+                     device: torch.device | None, source: str, official_root, resident: bool | None) -> list[dict]:
     if not (run_dir / "model.pt").is_file():
         raise FileNotFoundError(f"evaluate: no trained model at {run_dir / 'model.pt'} "
                                 f"(status: {read_status(run_dir)['status']})")
@@ -141,23 +236,23 @@ def _evaluate_locked(run_dir: Path, out_dir: Path, *, progress: bool, config: Tr
                                   tuple(config.op_eval_bins), device, config)
 
     if config.corruptions:
-        corr = corrupted_test_set(test_sub, n=n, severities=config.corruption_severities, seed=0,
-                                  root=config.corruption_cache, progress=progress)
+        corr = open_corruptions(test, sub, test_sub, dataset=config.dataset, severities=config.corruption_severities,
+                                source=source, official_root=official_root, cache_root=config.corruption_cache,
+                                progress=progress)
         try:
+            notes.append("corruptions scored: " + (corr.describe() if source == "official" else
+                         f"generated (softbench generators, version {corr.meta['generator_version']}), {corr.path}"))
+            keys = [(name, sev) for name in CORRUPTIONS for sev in config.corruption_severities]
             acc_rows = []
-            bar = tqdm(total=len(CORRUPTIONS) * len(config.corruption_severities), desc="corruptions",
-                       disable=not progress)
-            for name in CORRUPTIONS:
-                for sev in config.corruption_severities:
-                    x_c = torch.from_numpy(corr[(name, sev)]).permute(0, 3, 1, 2).contiguous()
-                    p = predict_probs(model, x_c, device, config.eval_batch_size, config.precision,
+            bar = tqdm(total=len(keys), desc="corruptions", disable=not progress)
+            for (name, sev), x_c in _corrupted_images(corr, keys, device, resident):
+                pred = predict_labels(model, x_c, device, config.eval_batch_size, config.precision,
                                       config.channels_last)
-                    pred = p.argmax(1)
-                    acc = float((pred == y_sub).mean())
-                    rows.append(_row("accuracy", acc, name, sev))
-                    acc_rows.append({"corruption": name, "severity": sev, "accuracy": acc})
-                    preds[f"{name}/{sev}"] = pred.astype(np.int16)
-                    bar.update()
+                acc = float((pred == y_sub).mean())
+                rows.append(_row("accuracy", acc, name, sev))
+                acc_rows.append({"corruption": name, "severity": sev, "accuracy": acc})
+                preds[f"{name}/{sev}"] = pred.astype(np.int16)
+                bar.update()
         finally:
             corr.close()
         bar.close()

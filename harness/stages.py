@@ -39,6 +39,7 @@ from harness.analysis import analyze, load_results
 from harness.cell import check_arm, check_cell, evaluate_cell, grid_eval_config, train_cell
 from harness.corruptions import corrupted_test_set
 from harness.corruptions.official import fetch_official_corruptions
+from harness.corruptions.sources import OFFICIAL_SCORED_DATASETS, OfficialCorruptions
 from harness.datasets import load_dataset, prepare_dataset
 from harness.evaluate import corruption_subset
 from harness.executors import cell_tasks, dispatch, torch_threads
@@ -84,14 +85,19 @@ def stage_corruptions(grid: Grid, progress: bool = True, **_) -> None:
         CORRUPTED_ROOT.mkdir(parents=True, exist_ok=True)
         _log("corruptions disabled in evaluation settings; nothing to build")
         return
-    if grid.corruption_source == "official":  # the released files: found locally, or fetched and verified
-
-        root = fetch_official_corruptions(grid.dataset, download=grid.download == "auto")
-        _log(f"official corruption files: {root} (archive checksums verified when downloaded)")
-        _log("note: the evaluate stage still scores the generated corruptions built below; scoring the "
-             "official files is not wired into harness/evaluate.py yet")
+    if grid.corruption_source == "official" and grid.dataset not in OFFICIAL_SCORED_DATASETS:
+        raise ConfigError(f"params field 'evaluation.corruption_source' is 'official', which is scored for "
+                          f"datasets {list(OFFICIAL_SCORED_DATASETS)}, not {grid.dataset!r}; use 'generated'")
     _train, test = load_dataset(grid.dataset, source=grid.data_source)
-    sub_set, _idx = corruption_subset(test, cfg.corruption_n)
+    sub_set, idx = corruption_subset(test, cfg.corruption_n)
+    if grid.corruption_source == "official":  # the released files: found locally, or fetched and verified
+        root = fetch_official_corruptions(grid.dataset, download=grid.download == "auto")
+        # checked here, before any training: the files' order must be the test set's, every file's MD5 the release's
+        with OfficialCorruptions(root, grid.dataset, test.labels, idx, cfg.corruption_severities) as corr:
+            corr.verify_all()
+            _log(f"official corruption files: {corr.describe()}; their order matches the test set")
+        CORRUPTED_ROOT.mkdir(parents=True, exist_ok=True)
+        return
     with corrupted_test_set(sub_set, n=len(sub_set), severities=cfg.corruption_severities, seed=0,
                             root=cfg.corruption_cache, progress=progress) as corr:
         _log(f"corrupted set: {corr.path}")

@@ -12,7 +12,8 @@ Functional API::
 Modules: ``common`` (shared blocks: Gaussian filter, clipped zoom, plasma fractal, ImageMagick motion
 blur, disk kernel, HSV, bilinear sampling), ``noise``, ``blur``, ``weather``, ``spatter`` (with OpenCV-free
 Canny / chamfer distance / equalizeHist), ``digital``, ``textures`` (frost), ``params`` (severity tables),
-``registry`` (names, families, :func:`corrupt`), ``cache``, ``official``.
+``registry`` (names, families, :func:`corrupt`), ``cache``, ``official``, ``sources`` (generated or official: what an
+evaluation scores).
 
 Reproducibility and deliberate deviations from the original generators
 ----------------------------------------------------------------------
