@@ -315,7 +315,7 @@ def _run_slurm(tasks: Sequence[RunTask], ex: Execution, on_done: OnDone) -> None
             except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as exc:
                 key = tuple(chunk)
                 attempts[key] += 1
-                reason = f"its Slurm job {job.job_id} was lost ({str(exc).splitlines()[0][:200]})"
+                reason = f"its Slurm job {job.job_id} was lost ({' '.join(str(exc).split())[:400]})"
                 if attempts[key] > ex.max_retries:
                     for t in chunk:
                         on_done(_lost(t, attempts[key], reason))
@@ -344,7 +344,11 @@ _ENGINES = {"serial": _run_serial, "local": _run_local, "ray": _run_ray, "slurm"
 
 def _lost(task: RunTask, attempts: int, why: str) -> RunOutcome:
     """Record a cell whose worker was lost ``attempts`` times as failed, in its own status.json (under its lock;
-    the lost worker's lock died with it)."""
+    the lost worker's lock died with it). A cell that finished before its worker was lost (a Slurm job lost after
+    its first cells, a local pool that broke while a finished result was on its way) is complete: ``kept``, its
+    files untouched, never overwritten as failed."""
+    if _is_current(task):
+        return RunOutcome(task, "kept")
     reason = f"{why}; gave up after {attempts} attempts (execution.max_retries)"
     deadline = time.monotonic() + 30.0  # a dying worker's lock is released when the kernel reaps it
     while True:
