@@ -18,6 +18,8 @@
 #      then evaluated (10,000 clean test images, 19 corruptions x 5 severities on 2,000 of them, per-op
 #      accuracy), re-evaluated from the corruption cache, and EXTRAPOLATED to one 300-epoch run on 50,000
 #      images with the full 10,000 x 19 x 5 evaluation
+#   c2. benchmarks/eval_resident.py: that run evaluated 3 times in one process, the corrupted set streamed from
+#      the cache per evaluation vs resident on the GPU (the per-worker reuse of the local / ray executors)
 #   d. the CUDA parity tests (batched TrivialAugment, SSIM)
 #   e. augmentation throughput (CUDA vs torchvision per-sample on the CPU)
 #   f. one quick-grid arm through the pipeline's stage commands on CUDA
@@ -107,6 +109,10 @@ print(f"EXTRAPOLATED (not measured): one 300-epoch WRN-28-4 run on 50,000 CIFAR 
       f"was 24 min), + evaluation on 10,000 x 19 x 5 (5 x the cached re-evaluation, an upper estimate) "
       f"{5 * reeval:.0f} s = {est:.0f} s = {est / 60:.1f} min in all")
 PY
+
+log "c2. three evaluations of that run in one process: corrupted set streamed per run vs resident on the GPU"
+[[ -f "$OUT/wrn/model.pt" ]] && within 75 30 python3 benchmarks/eval_resident.py --run "$OUT/wrn" --runs 3 \
+    --json "$OUT/eval_resident.json"
 
 log "d. CUDA parity tests"
 within 60 20 python3 -m pytest -q -p no:cacheprovider tests/test_batch_trivial.py::test_cuda_matches_cpu tests/test_ssim.py::test_ssim_cuda_matches_cpu 2>&1 | tail -3
