@@ -30,7 +30,7 @@ from harness.corruptions.sources import CORRUPTION_SOURCES
 from harness.evaluate import EvaluationFailed, corruption_subset, evaluate_run
 from harness.fit_mappings import fit_mappings
 from harness.execution import EXECUTORS
-from harness.executors import DispatchError
+from harness.executors import DispatchError, torch_threads
 from harness.grid import FITTED_ROOT, list_grids, load_grid, use_grid
 from harness.io import atomic_write_text
 from harness.runs import RunBusyError
@@ -39,6 +39,11 @@ from harness.trainer import TrainingFailed, check_buildable
 from harness.workflow import train_and_evaluate
 
 __all__ = ["main", "build_parser"]
+
+
+THREADS_HELP = ("torch CPU threads (default 1, as every pipeline run: execution.threads_per_run). A CPU run's "
+                "numbers depend on it (a convolution's sums split over threads), so a run by hand matches the "
+                "pipeline's only at the same count; recorded in provenance.json")
 
 
 def _positive_int(name: str, minimum: int):
@@ -101,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="random seed (overrides the config's seed)")
     tr.add_argument("--out", required=True, help="run directory")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    tr.add_argument("--threads", type=_positive_int("--threads", 1), default=1, metavar="N",
+                    help=THREADS_HELP)
     tr.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     ev = sub.add_parser("evaluate", help="(re-)evaluate a trained run directory",
@@ -113,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--official-root", default=None, metavar="DIR",
                     help="with --corruption-source official: the folder holding CIFAR-10-C/ (default: searched in "
                          "datasets/raw/<dataset>-c, ../shared/data/<dataset>-c, $SOFTBENCH_DATA)")
+    ev.add_argument("--threads", type=_positive_int("--threads", 1), default=1, metavar="N", help=THREADS_HELP)
     ev.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     pr = sub.add_parser("prepare", help="prepare a dataset into datasets/prepared/<name>/ (optionally downloading it)",
@@ -241,13 +249,16 @@ def _train(args) -> None:
         check_buildable(config)
     except ConfigError as exc:
         raise ConfigError(f"config file {args.config}: {exc}" if args.config else str(exc)) from None
-    result = train_and_evaluate(config, args.out, resume=args.resume, progress=not args.no_progress)
+    with torch_threads(args.threads):
+        result = train_and_evaluate(config, args.out, resume=args.resume, progress=not args.no_progress)
     print(f"run {result.status}: {result.run_dir}")
 
 
 def _evaluate(args) -> None:
-    for r in evaluate_run(args.run_dir, progress=not args.no_progress, corruption_source=args.corruption_source,
-                          official_root=args.official_root):
+    with torch_threads(args.threads):
+        rows = evaluate_run(args.run_dir, progress=not args.no_progress, corruption_source=args.corruption_source,
+                            official_root=args.official_root)
+    for r in rows:
         if r["corruption"] is None:
             print(f"{r['metric']:>28}: {r['value']:.4f}")
 

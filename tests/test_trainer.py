@@ -232,3 +232,26 @@ def test_cli_prepare_and_corruptions_make(tmp_path, monkeypatch, capsys):
     assert "--severities" in capsys.readouterr().err
     assert main(["prepare", "--dataset", "imagenet"]) == 2
     assert "imagenet" in capsys.readouterr().err
+
+
+def test_cli_runs_at_the_pipelines_thread_count_and_restores_the_callers(tmp_path, capsys):
+    """`softbench train` / `evaluate` run at --threads (default 1, the pipeline's execution.threads_per_run),
+    record it, and leave the caller's torch thread count as it was."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "epochs": 1}))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+        assert torch.get_num_threads() == 2
+        assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "b"), "--threads", "2",
+                     "--no-progress"]) == 0
+        assert main(["evaluate", str(tmp_path / "a"), "--threads", "2", "--no-progress"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    threads = {d: json.loads((tmp_path / d / "provenance.json").read_text())["threads"] for d in ("a", "b")}
+    assert threads == {"a": 1, "b": 2}
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--config", str(cfg), "--out", str(tmp_path / "c"), "--threads", "0"])
+    assert exc.value.code == 2 and "--threads must be an integer >= 1, got 0" in capsys.readouterr().err
