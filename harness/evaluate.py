@@ -53,7 +53,7 @@ from harness.config import TrainConfig, load_config
 from harness.corruptions import CORRUPTIONS
 from harness.corruptions.sources import CORRUPTION_SOURCES, open_corruptions, source_identity
 from harness.datasets import ArrayDataset, _ranked, load_dataset
-from harness.inference import forward, op_accuracy, op_settings, predict_probs
+from harness.inference import op_accuracy, op_settings, predict_labels, predict_probs
 from harness.run_model import load_run_model, resolve_device
 from harness.runs import check_run_dir_path, read_status, run_lock, save_npz, write_json, write_status
 
@@ -161,22 +161,6 @@ def release_resident() -> None:
     """Drop the corrupted set this process holds on its device (the next evaluation loads it again)."""
     global _resident
     _resident = None
-
-
-@torch.no_grad()
-def predict_labels(model: torch.nn.Module, images: torch.Tensor, device: torch.device | str, batch_size: int,
-                   precision: str = "auto", channels_last: bool = True) -> np.ndarray:
-    """Top-1 labels (``int64 [N]``) of ``model`` (put in eval mode) on ``images``: the argmax of the same
-    softmax as :func:`predict_probs`, taken on ``device`` (first maximum on ties, as numpy's argmax), so
-    only the labels come back to the host, once."""
-    model.eval()
-    device = torch.device(device)
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        logits = forward(model, images[start:start + batch_size].to(device), precision=precision,
-                         channels_last=channels_last)
-        out.append(torch.softmax(logits.float(), dim=1).argmax(1))
-    return torch.cat(out).cpu().numpy()
 
 
 def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainConfig | None = None,

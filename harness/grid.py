@@ -24,6 +24,7 @@ import yaml
 
 import mappings
 from harness.config import ConfigError, TrainConfig, apply_overrides, load_yaml, yaml_error_text
+from harness.corruptions.sources import CORRUPTION_SOURCES, OFFICIAL_SCORED_DATASETS
 from harness.datasets import DATASET_SPECS, DATASETS
 from harness.execution import Execution, parse_execution
 from harness.pipeline_builder import build_pipeline
@@ -53,10 +54,9 @@ _FIT_KEYS = {"n_images", "n_boot", "proxy_epochs", "proxy_n_per_class", "fallbac
 #: ``download``: auto = the prepare stage fetches a missing dataset (and the corruptions stage the official
 #: corruption files when asked for); never = local copies only
 DOWNLOAD_MODES = ("auto", "never")
-#: ``evaluation.corruption_source``: generated = reimplemented corruptions (default); official = the released
-#: CIFAR-10-C / CIFAR-100-C files (fetched on first use with ``download: auto``)
-CORRUPTION_SOURCES = ("generated", "official")
-OFFICIAL_CORRUPTION_DATASETS = ("cifar10", "cifar100", "tinyimagenet")
+# ``evaluation.corruption_source`` (harness.corruptions.sources): generated = reimplemented corruptions (default);
+# official = the released CIFAR-10-C / CIFAR-100-C files (fetched on first use with ``download: auto``), scored
+# for cifar10 / cifar100 only
 
 
 def _fail(where: str, value: Any, allowed: str) -> None:
@@ -233,9 +233,10 @@ def _validate(raw: Any, source: str) -> Grid:
     corruption_source = evaluation.get("corruption_source", "generated")
     if corruption_source not in CORRUPTION_SOURCES:
         _fail("evaluation.corruption_source", corruption_source, f"one of {list(CORRUPTION_SOURCES)}")
-    if corruption_source == "official" and raw["dataset"] not in OFFICIAL_CORRUPTION_DATASETS:
+    if corruption_source == "official" and raw["dataset"] not in OFFICIAL_SCORED_DATASETS:
         _fail("evaluation.corruption_source", corruption_source,
-              f"'generated' for dataset {raw['dataset']!r} (official files exist for {list(OFFICIAL_CORRUPTION_DATASETS)})")
+              f"'generated' for dataset {raw['dataset']!r} (official corruption files are scored for "
+              f"{list(OFFICIAL_SCORED_DATASETS)}; Tiny-ImageNet-C's per-class JPEG folders are not wired)")
     grid = Grid(name=raw["grid"], dataset=raw["dataset"], data_source=raw.get("data_source"),
                 seeds=tuple(seeds), run_arms=tuple(run_arms), base=dict(raw["base"]), evaluation=dict(evaluation),
                 arms=arms, reference_comparable=rc, fit=dict(fit), stats=stats_spec,

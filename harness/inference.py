@@ -21,7 +21,7 @@ image at a magnitude bin, with the batched uint8 TA kernels of the training pipe
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -30,7 +30,8 @@ import torch
 from harness.augment.batch_trivial import BatchSoftAugment
 from harness.augment.space import TA_OPS, magnitude_bins, op_id
 
-__all__ = ["autocast", "model_input", "forward", "predict_probs", "OpSetting", "op_settings", "op_accuracy"]
+__all__ = ["autocast", "model_input", "forward", "predict_probs", "predict_labels", "OpSetting", "op_settings",
+           "op_accuracy"]
 
 
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
@@ -68,6 +69,17 @@ def forward(model: torch.nn.Module, images: torch.Tensor, *, precision: str, cha
         return model(x)
 
 
+def _batched_softmax(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int,
+                     precision: str, channels_last: bool) -> Iterator[torch.Tensor]:
+    """The float32 softmax ``[b, K]`` of each batch of ``batch_size`` images, on ``device`` (model in eval mode,
+    no grad: the callers' decorators)."""
+    model.eval()
+    for start in range(0, images.shape[0], batch_size):
+        logits = forward(model, images[start:start + batch_size].to(device), precision=precision,
+                         channels_last=channels_last)
+        yield torch.softmax(logits.float(), dim=1)
+
+
 @torch.no_grad()
 def predict_probs(model: torch.nn.Module, images: torch.Tensor, device: torch.device | str, batch_size: int,
                   precision: str = "auto", channels_last: bool = True) -> np.ndarray:
@@ -84,14 +96,20 @@ def predict_probs(model: torch.nn.Module, images: torch.Tensor, device: torch.de
     Returns:
         ``float32`` numpy ``[N, K]``: softmax over the float32 logits, rows summing to 1.
     """
-    model.eval()
     device = torch.device(device)
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        logits = forward(model, images[start:start + batch_size].to(device), precision=precision,
-                         channels_last=channels_last)
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
-    return torch.cat(out).numpy()
+    return torch.cat([p.cpu() for p in _batched_softmax(model, images, device, batch_size, precision,
+                                                         channels_last)]).numpy()
+
+
+@torch.no_grad()
+def predict_labels(model: torch.nn.Module, images: torch.Tensor, device: torch.device | str, batch_size: int,
+                   precision: str = "auto", channels_last: bool = True) -> np.ndarray:
+    """Top-1 labels (``int64`` numpy ``[N]``) of ``model`` on ``images``: the argmax of the softmax of
+    :func:`predict_probs` (same arguments), taken on ``device`` (the first maximum on ties, as numpy's
+    argmax), so only the labels come back to the host, once."""
+    device = torch.device(device)
+    return torch.cat([p.argmax(1) for p in _batched_softmax(model, images, device, batch_size, precision,
+                                                             channels_last)]).cpu().numpy()
 
 
 class OpSetting(NamedTuple):
@@ -124,8 +142,8 @@ def op_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: np.ndarray
     """Top-1 accuracy of ``model`` on ``images`` with each op setting applied to every image.
 
     For each setting, all ``N`` images get that op at that magnitude (``BatchSoftAugment.apply``,
-    uint8 in, uint8 out, computed on the images' device), then :func:`predict_probs` in batches of
-    ``batch_size`` on ``device``; a prediction is the argmax of the softmax probabilities.
+    uint8 in, uint8 out, computed on the images' device), then :func:`predict_labels` in batches of
+    ``batch_size`` on ``device``: a prediction is the argmax of the softmax probabilities.
 
     Args:
         model: a classifier on ``device`` (left in eval mode).
@@ -144,6 +162,6 @@ def op_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: np.ndarray
     out = []
     for s in settings:
         x, _ = aug.apply(images, torch.full((n,), op_id(s.op)), torch.full((n,), s.magnitude))
-        p = predict_probs(model, x, device, batch_size, precision, channels_last)
-        out.append(float((p.argmax(1) == y).mean()))
+        pred = predict_labels(model, x, device, batch_size, precision, channels_last)
+        out.append(float((pred == y).mean()))
     return out

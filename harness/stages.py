@@ -39,7 +39,7 @@ from harness.analysis import analyze, load_results
 from harness.cell import check_arm, check_cell, evaluate_cell, grid_eval_config, train_cell
 from harness.corruptions import corrupted_test_set
 from harness.corruptions.official import fetch_official_corruptions
-from harness.corruptions.sources import OFFICIAL_SCORED_DATASETS, OfficialCorruptions
+from harness.corruptions.sources import OfficialCorruptions
 from harness.datasets import load_dataset, prepare_dataset
 from harness.evaluate import corruption_subset
 from harness.executors import cell_tasks, dispatch, torch_threads
@@ -85,9 +85,6 @@ def stage_corruptions(grid: Grid, progress: bool = True, **_) -> None:
         CORRUPTED_ROOT.mkdir(parents=True, exist_ok=True)
         _log("corruptions disabled in evaluation settings; nothing to build")
         return
-    if grid.corruption_source == "official" and grid.dataset not in OFFICIAL_SCORED_DATASETS:
-        raise ConfigError(f"params field 'evaluation.corruption_source' is 'official', which is scored for "
-                          f"datasets {list(OFFICIAL_SCORED_DATASETS)}, not {grid.dataset!r}; use 'generated'")
     _train, test = load_dataset(grid.dataset, source=grid.data_source)
     sub_set, idx = corruption_subset(test, cfg.corruption_n)
     if grid.corruption_source == "official":  # the released files: found locally, or fetched and verified

@@ -240,10 +240,6 @@ def test_the_evaluation_stamp_names_the_corruption_source(tmp_path, monkeypatch)
     assert a["corruption_source"] == "generated" and b["corruption_source"] == "official" and a != b
 
 
-def test_the_sources_listed_agree_with_the_grids():
-    assert CORRUPTION_SOURCES == G.CORRUPTION_SOURCES
-
-
 def _official_grid(dataset, source):
     raw = {"grid": "g", "dataset": dataset, "data_source": source, "download": "never", "seeds": [0],
            "run_arms": ["a"], "base": {"epochs": 1},
@@ -268,7 +264,8 @@ def test_corruptions_stage_checks_the_official_files_before_any_training(tmp_pat
             stages.stage_corruptions(grid, progress=False)
 
 
-def test_corruptions_stage_refuses_official_tinyimagenet_before_looking_for_files(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"evaluation.corruption_source.*not 'tinyimagenet'"):
-        stages.stage_corruptions(_official_grid("tinyimagenet", None), progress=False)
+def test_official_source_is_refused_at_the_grid_for_datasets_whose_files_are_not_scored():
+    for dataset in ("tinyimagenet", "mnist5k"):
+        with pytest.raises(ConfigError, match=rf"evaluation.corruption_source.*'generated' for dataset '{dataset}'"):
+            _official_grid(dataset, None)
+    assert _official_grid("cifar100", None).corruption_source == "official"

@@ -36,7 +36,7 @@ from harness.corruptions.registry import CORRUPTIONS, _check_severity
 __all__ = ["CORRUPTION_SOURCES", "OFFICIAL_SCORED_DATASETS", "OfficialCorruptions", "open_corruptions",
            "source_identity"]
 
-CORRUPTION_SOURCES = ("generated", "official")  # = harness.grid.CORRUPTION_SOURCES (tested)
+CORRUPTION_SOURCES = ("generated", "official")
 #: datasets whose official corruption files can be scored (their files follow the test set's original order)
 OFFICIAL_SCORED_DATASETS = tuple(_FOLDER)
 
