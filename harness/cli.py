@@ -114,9 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Evaluate RUN_DIR/model.pt and rewrite metrics.json, predictions.npz, status.json.")
     ev.add_argument("run_dir", help="run directory written by 'softbench train'")
     ev.add_argument("--corruption-source", choices=CORRUPTION_SOURCES, default="generated",
-                    help="corrupted images to score: generated (softbench's reimplementation, cached; default) or "
-                         "official (the released CIFAR-10-C / CIFAR-100-C files; refused unless the test set is in "
-                         "their order, the original CIFAR test order)")
+                    help="corrupted images to score: generated (softbench's reimplementation of the test subset, cached; "
+                         "default) or official (the released CIFAR-10-C / CIFAR-100-C files: the same stratified rule "
+                         "on the release's own labels, scored against them; the test set's class names must be the "
+                         "canonical ones)")
     ev.add_argument("--official-root", default=None, metavar="DIR",
                     help="with --corruption-source official: the folder holding CIFAR-10-C/ (default: searched in "
                          "datasets/raw/<dataset>-c, ../shared/data/<dataset>-c, $SOFTBENCH_DATA)")

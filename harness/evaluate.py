@@ -17,9 +17,11 @@ Per-op accuracy (``op_eval_bins``): accuracy on the same subset with every Trivi
 applied at each listed magnitude bin (positive sign), metric ``op_accuracy`` with the op in the
 ``corruption`` field and the bin in ``severity``.
 
-Corruption source (``corruption_source``): ``"generated"`` (default) scores the reimplemented corruptions,
-``"official"`` the released CIFAR-10-C / CIFAR-100-C files, refused unless the test set is in their order
-(:mod:`harness.corruptions.sources`); ``metrics.json``'s notes name the source scored.
+Corruption source (``corruption_source``): ``"generated"`` (default) scores the reimplemented corruptions of the
+test subset; ``"official"`` the released CIFAR-10-C / CIFAR-100-C files, on the same stratified rule applied to the
+release's own labels and scored against them (``corruption_indices`` are then rows of the release; refused unless
+the test set's class names are the canonical ones; :mod:`harness.corruptions.sources`). ``metrics.json``'s notes
+name the source scored.
 
 Speed on an accelerator: the corrupted images go to the device as one ``uint8`` copy that stays there for every
 later run the same worker process evaluates (**resident**; reused while the source's identity is unchanged,
@@ -57,7 +59,7 @@ from harness.inference import op_accuracy, op_settings, predict_labels, predict_
 from harness.run_model import load_run_model, resolve_device
 from harness.runs import check_run_dir_path, read_status, run_lock, save_npz, write_json, write_status
 
-__all__ = ["evaluate_run", "predict_probs", "predict_labels", "stratified_indices", "corruption_subset",
+__all__ = ["evaluate_run", "predict_probs", "predict_labels", "stratified_indices", "subset_rows", "corruption_subset",
            "EvaluationFailed", "resident_fits", "release_resident", "RESIDENT_FREE_FRACTION"]
 
 
@@ -90,16 +92,22 @@ def _row(metric: str, value: float, corruption: str | None = None, severity: int
     return {"metric": metric, "corruption": corruption, "severity": severity, "value": float(value)}
 
 
+def subset_rows(labels: np.ndarray, n: int | None) -> np.ndarray:
+    """The rows of the evaluation subset of a set with these ``labels``: all of them (``arange``) when ``n``
+    is None or covers the set, else the class-stratified :func:`stratified_indices` of ``n`` rows."""
+    total = len(labels)
+    n = total if n is None else min(int(n), total)
+    return np.arange(total) if n >= total else stratified_indices(labels, n)
+
+
 def corruption_subset(test, n: int | None):
     """``(dataset, indices)``: the class-stratified evaluation subset of ``n`` test images (all when
     ``n`` is None or covers the test set). The subset is named ``<name>_strat<n>`` so its corruption
     cache never mixes with the full test set's."""
-    total = len(test)
-    n = total if n is None else min(int(n), total)
-    if n >= total:
-        return test, np.arange(total)
-    idx = stratified_indices(test.labels, n)
-    return ArrayDataset(f"{test.name}_strat{n}", test.images[idx], test.labels[idx], test.classes), idx
+    idx = subset_rows(test.labels, n)
+    if idx.size == len(test):
+        return test, idx
+    return ArrayDataset(f"{test.name}_strat{idx.size}", test.images[idx], test.labels[idx], test.classes), idx
 
 
 def _op_accuracy_rows(model, images: torch.Tensor, y: np.ndarray, k: int, bins, device, config) -> list[dict]:
@@ -220,10 +228,12 @@ def _evaluate_locked(run_dir: Path, out_dir: Path, *, progress: bool, config: Tr
                                   tuple(config.op_eval_bins), device, config)
 
     if config.corruptions:
-        corr = open_corruptions(test, sub, test_sub, dataset=config.dataset, severities=config.corruption_severities,
-                                source=source, official_root=official_root, cache_root=config.corruption_cache,
-                                progress=progress)
+        corr = open_corruptions(test, test_sub, dataset=config.dataset, severities=config.corruption_severities,
+                                source=source, select=lambda labels: subset_rows(labels, config.corruption_n),
+                                official_root=official_root, cache_root=config.corruption_cache, progress=progress)
         try:
+            # generated: rows of the test subset; official: rows of the release, scored against its own labels
+            y_corr, rows_corr = (y_sub, sub) if source == "generated" else (corr.labels, corr.indices)
             notes.append("corruptions scored: " + (corr.describe() if source == "official" else
                          f"generated (softbench generators, version {corr.meta['generator_version']}), {corr.path}"))
             keys = [(name, sev) for name in CORRUPTIONS for sev in config.corruption_severities]
@@ -232,7 +242,7 @@ def _evaluate_locked(run_dir: Path, out_dir: Path, *, progress: bool, config: Tr
             for (name, sev), x_c in _corrupted_images(corr, keys, device, resident):
                 pred = predict_labels(model, x_c, device, config.eval_batch_size, config.precision,
                                       config.channels_last)
-                acc = float((pred == y_sub).mean())
+                acc = float((pred == y_corr).mean())
                 rows.append(_row("accuracy", acc, name, sev))
                 acc_rows.append({"corruption": name, "severity": sev, "accuracy": acc})
                 preds[f"{name}/{sev}"] = pred.astype(np.int16)
@@ -245,8 +255,8 @@ def _evaluate_locked(run_dir: Path, out_dir: Path, *, progress: bool, config: Tr
         rows.append(_row("corruption_accuracy_mean19", summary["mean19"]))
         for fam, value in summary["families"].items():
             rows.append(_row("corruption_accuracy_family", value, fam))
-        preds["corruption_labels"] = y_sub.astype(np.int64)
-        preds["corruption_indices"] = sub.astype(np.int64)
+        preds["corruption_labels"] = y_corr.astype(np.int64)
+        preds["corruption_indices"] = rows_corr.astype(np.int64)
     else:
         notes.append("corruptions disabled in config")
 

@@ -41,7 +41,7 @@ from harness.corruptions import corrupted_test_set
 from harness.corruptions.official import fetch_official_corruptions
 from harness.corruptions.sources import OfficialCorruptions
 from harness.datasets import load_dataset, prepare_dataset
-from harness.evaluate import corruption_subset
+from harness.evaluate import corruption_subset, subset_rows
 from harness.executors import cell_tasks, dispatch, torch_threads
 from harness.fit_mappings import fit_mappings
 from harness.io import atomic_write_text, provenance, read_json
@@ -86,15 +86,16 @@ def stage_corruptions(grid: Grid, progress: bool = True, **_) -> None:
         _log("corruptions disabled in evaluation settings; nothing to build")
         return
     _train, test = load_dataset(grid.dataset, source=grid.data_source)
-    sub_set, idx = corruption_subset(test, cfg.corruption_n)
     if grid.corruption_source == "official":  # the released files: found locally, or fetched and verified
         root = fetch_official_corruptions(grid.dataset, download=grid.download == "auto")
-        # checked here, before any training: the files' order must be the test set's, every file's MD5 the release's
-        with OfficialCorruptions(root, grid.dataset, test.labels, idx, cfg.corruption_severities) as corr:
+        # checked here, before any training: the test set's classes mean the release's labels, every file's MD5
+        with OfficialCorruptions(root, grid.dataset, test.classes, cfg.corruption_severities,
+                                 select=lambda labels: subset_rows(labels, cfg.corruption_n)) as corr:
             corr.verify_all()
-            _log(f"official corruption files: {corr.describe()}; their order matches the test set")
+            _log(f"official corruption files: {corr.describe()}")
         CORRUPTED_ROOT.mkdir(parents=True, exist_ok=True)
         return
+    sub_set, _idx = corruption_subset(test, cfg.corruption_n)
     with corrupted_test_set(sub_set, n=len(sub_set), severities=cfg.corruption_severities, seed=0,
                             root=cfg.corruption_cache, progress=progress) as corr:
         _log(f"corrupted set: {corr.path}")

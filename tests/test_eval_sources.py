@@ -19,19 +19,20 @@ from harness import cell, grid as G, stages
 from harness.cli import main
 from harness.config import ConfigError, TrainConfig
 from harness.corruptions import CORRUPTIONS, CorruptedSet
-from harness.corruptions.sources import CORRUPTION_SOURCES, OfficialCorruptions, open_corruptions
-from harness.evaluate import evaluate_run, predict_labels
+from harness.corruptions.sources import OfficialCorruptions, open_corruptions
+from harness.datasets import CIFAR10_CLASSES
+from harness.evaluate import evaluate_run, predict_labels, subset_rows
 from harness.inference import predict_probs
 from harness.workflow import train_and_evaluate
 
 N_TEST = 40
 
 
-def _write_fake_cifar10(folder, seed=0):
+def _write_fake_cifar10(folder, seed=0, classes=CIFAR10_CLASSES):
     """A cifar10 source folder (train.npz / test.npz) with 10 training images per class and N_TEST test images."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
-    classes = np.array(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"])
+    classes = np.array(classes)
     for split, n in (("train", 100), ("test", N_TEST)):
         labels = np.arange(n) % 10 if split == "train" else rng.integers(0, 10, n)
         images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
@@ -86,7 +87,7 @@ def _rows(rows):
     return {(r["metric"], r["corruption"], r["severity"]): r["value"] for r in rows}
 
 
-def test_official_files_are_scored_in_the_test_sets_order(cifar_run, monkeypatch):
+def test_official_files_are_scored_on_the_stratified_rows_of_the_release(cifar_run, monkeypatch):
     tmp, images, labels, ev = cifar_run
     root = _write_fake_release(tmp / "c10c", images, labels, monkeypatch)
     rows = _rows(evaluate_run(tmp / "run", progress=False, config=ev, out_dir=tmp / "eval",
@@ -101,7 +102,7 @@ def test_official_files_are_scored_in_the_test_sets_order(cifar_run, monkeypatch
             else:
                 assert np.array_equal(z[f"{name}/1"], clean[sub]), name
     # the images scored are the release's rows `sub` of each severity block, whatever the model predicts
-    corr = OfficialCorruptions(root, "cifar10", labels, sub, (1, 3))
+    corr = OfficialCorruptions(root, "cifar10", CIFAR10_CLASSES, (1, 3), select=lambda release_labels: sub)
     for name in ("gaussian_noise", "fog", "saturate"):
         for sev in (1, 3):
             assert np.array_equal(corr[(name, sev)], _fake_block(images, name, sev)[sub]), (name, sev)
@@ -113,16 +114,33 @@ def test_official_files_are_scored_in_the_test_sets_order(cifar_run, monkeypatch
     assert json.loads((tmp / "eval" / "status.json").read_text())["status"] == "complete"
 
 
-def test_official_files_in_another_order_are_refused_and_nothing_is_marked_complete(cifar_run, monkeypatch):
+def test_official_files_in_another_order_are_scored_against_their_own_labels(cifar_run, monkeypatch):
+    """The release need not follow the test set's order (the class-sorted shared arrays do not): its rows are
+    chosen and scored with its own labels."""
     tmp, images, labels, ev = cifar_run
-    perm = np.roll(np.arange(N_TEST), 1)
+    perm = np.roll(np.arange(N_TEST), 7)  # release row r holds test image perm[r]
     root = _write_fake_release(tmp / "c10c", images[perm], labels[perm], monkeypatch)
-    with pytest.raises(ValueError, match=r"original CIFAR test order.*agree at \d+\.\d% of positions"):
-        evaluate_run(tmp / "run", progress=False, config=ev, out_dir=tmp / "eval", corruption_source="official",
-                     official_root=root)
-    status = tmp / "eval" / "status.json"
-    assert not status.exists() or json.loads(status.read_text())["status"] != "complete"
-    assert not (tmp / "eval" / "metrics.json").exists()
+    rows = _rows(evaluate_run(tmp / "run", progress=False, config=ev, out_dir=tmp / "eval",
+                              corruption_source="official", official_root=root))
+    with np.load(tmp / "eval" / "predictions.npz") as z:
+        release_rows, clean = z["corruption_indices"], z["clean"]
+        assert np.array_equal(release_rows, subset_rows(labels[perm], 20))
+        assert np.array_equal(z["corruption_labels"], labels[perm][release_rows])
+        assert np.array_equal(z["gaussian_noise/1"], clean[perm[release_rows]])  # clean copies: clean predictions
+    expected = float((clean[perm[release_rows]] == labels[perm[release_rows]]).mean())
+    assert rows[("accuracy", "gaussian_noise", 1)] == pytest.approx(expected)
+
+
+def test_a_test_set_whose_labels_mean_other_classes_is_refused(tmp_path, cifar_run, monkeypatch):
+    tmp, images, labels, ev = cifar_run
+    root = _write_fake_release(tmp / "c10c", images, labels, monkeypatch)
+    swapped = ("automobile", "airplane", *CIFAR10_CLASSES[2:])
+    with pytest.raises(ValueError, match=r"classes differ at label 0 \(\['automobile'\] vs \['airplane'\]"):
+        OfficialCorruptions(root, "cifar10", swapped, (1,))
+    with pytest.raises(ValueError, match=r"differ at label 10 .* 11 vs 10 classes"):
+        OfficialCorruptions(root, "cifar10", (*CIFAR10_CLASSES, "extra"), (1,))
+    with pytest.raises(ValueError, match="select must give unique release rows"):
+        OfficialCorruptions(root, "cifar10", CIFAR10_CLASSES, (1,), select=lambda lab: np.array([0, 0]))
 
 
 def test_official_files_with_a_wrong_checksum_are_refused(cifar_run, monkeypatch):
@@ -136,9 +154,9 @@ def test_official_files_with_a_wrong_checksum_are_refused(cifar_run, monkeypatch
 
 def test_official_source_is_refused_for_a_dataset_without_scored_files(tmp_path):
     with pytest.raises(ValueError, match=r"scored for datasets \['cifar10', 'cifar100'\], not 'mnist5k'"):
-        OfficialCorruptions(tmp_path, "mnist5k", np.zeros(4), np.arange(2), [1])
+        OfficialCorruptions(tmp_path, "mnist5k", CIFAR10_CLASSES, [1])
     with pytest.raises(ValueError, match="corruption_source must be one of"):
-        open_corruptions(None, np.arange(2), None, dataset="cifar10", severities=[1], source="imagenet-c",
+        open_corruptions(None, None, dataset="cifar10", severities=[1], source="imagenet-c",
                          cache_root=tmp_path)
 
 
@@ -248,19 +266,23 @@ def _official_grid(dataset, source):
     return G._validate(raw, "g")
 
 
-@pytest.mark.parametrize("order", ["same", "rolled"])
-def test_corruptions_stage_checks_the_official_files_before_any_training(tmp_path, monkeypatch, order):
+@pytest.mark.parametrize("classes", ["canonical", "swapped"])
+def test_corruptions_stage_checks_the_official_files_before_any_training(tmp_path, monkeypatch, classes):
     monkeypatch.chdir(tmp_path)
-    images, labels = _write_fake_cifar10(tmp_path / "src")
-    perm = np.arange(N_TEST) if order == "same" else np.roll(np.arange(N_TEST), 1)
-    _write_fake_release(tmp_path / "data" / "cifar10-c", images[perm], labels[perm], monkeypatch)
+    names = CIFAR10_CLASSES if classes == "canonical" else ("automobile", "airplane", *CIFAR10_CLASSES[2:])
+    images, labels = _write_fake_cifar10(tmp_path / "src", classes=names)
+    _write_fake_release(tmp_path / "data" / "cifar10-c", images, labels, monkeypatch)
     monkeypatch.setenv("SOFTBENCH_DATA", str(tmp_path / "data"))
     grid = _official_grid("cifar10", str(tmp_path / "src"))
-    if order == "same":
+    if classes == "canonical":
         stages.stage_corruptions(grid, progress=False)
         assert not list(tmp_path.rglob("corrupted_*.npz"))  # nothing generated: the release is what is scored
+        monkeypatch.setitem(official._PER_FILE_MD5["cifar10"], "zoom_blur", "0" * 32)  # every file is checked
+        official._VERIFIED.clear()
+        with pytest.raises(official.ChecksumMismatchError, match="zoom_blur.npy"):
+            stages.stage_corruptions(grid, progress=False)
     else:
-        with pytest.raises(ValueError, match="original CIFAR test order"):
+        with pytest.raises(ValueError, match="classes differ at label 0"):
             stages.stage_corruptions(grid, progress=False)
 
 

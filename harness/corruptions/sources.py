@@ -2,28 +2,29 @@
 
 Sources (``corruption_source``; the grid's ``evaluation.corruption_source``):
 
-* ``"generated"`` - the reimplemented corruptions of this package, generated once per evaluation subset and
-  cached (:func:`~harness.corruptions.cache.corrupted_test_set`);
+* ``"generated"`` - the reimplemented corruptions of this package, generated once per evaluation subset of the
+  test set and cached (:func:`~harness.corruptions.cache.corrupted_test_set`);
 * ``"official"`` - the released CIFAR-10-C / CIFAR-100-C files (Hendrycks & Dietterich 2019), read with
-  :func:`~harness.corruptions.official.load_official_cifar_c` (per-file MD5 checked once per process). They
-  hold the 10,000 test images **in the original CIFAR test order** (torchvision's ``test_batch`` order), five
-  severity blocks per corruption. Image ``i`` of our test set is image ``i`` of a block only when our test set
-  is in that order; that is checked before anything is scored: the labels of the official files must equal
-  the test set's labels, position by position. A test set in another order (the class-sorted arrays of
-  ``../shared/data/cifar10``, for example) is refused with the agreement found, never paired silently.
-  Tiny-ImageNet-C (per-class folders of JPEGs) is not wired: refused with a clear error.
+  :func:`~harness.corruptions.official.load_official_cifar_c` (per-file MD5 checked once per process). Each file
+  holds the 10,000 test images, in the release's own order (the original CIFAR test order), five severity
+  blocks, and ``labels.npy`` their labels. They are scored against **the release's own labels**, on rows of
+  the release chosen by the caller (the evaluation's class-stratified subset rule applied to those labels), so
+  the order of this project's test set does not matter (the class-sorted arrays of ``../shared/data/cifar10``
+  work as well as torchvision's files). What must agree is the meaning of a label: the test set's class names
+  must be the dataset's canonical ones in the canonical order, checked before anything is scored. The
+  indices recorded with the predictions are then rows of the release, not of the test set. Tiny-ImageNet-C
+  (per-class folders of JPEGs) is not wired.
 
-Both give ``(name, severity) -> uint8 [n, H, W, 3]`` for the evaluation subset (the test-set rows ``indices``,
-in that order), plus ``labels`` (of those rows), ``corruptions``, ``severities``, ``describe()`` (one line for
-the run's notes), ``identity`` (changes whenever the images could: a device-resident copy is reused only while
-it is the same) and ``close()``.
+Both give ``(name, severity) -> uint8 [n, H, W, 3]`` for the scored rows, plus ``labels`` (of those rows),
+``indices`` (the rows), ``corruptions``, ``severities``, ``close()``; :func:`source_identity` tells whether two
+open sources give the same images (a device-resident copy is reused only while it is the same).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -32,6 +33,7 @@ import numpy as np
 from harness.corruptions.cache import CorruptedSet, corrupted_test_set
 from harness.corruptions.official import _FOLDER, _find_cifar_dir, fetch_official_corruptions, load_official_cifar_c
 from harness.corruptions.registry import CORRUPTIONS, _check_severity
+from harness.datasets import CIFAR10_CLASSES, CIFAR100_CLASSES
 
 __all__ = ["CORRUPTION_SOURCES", "OFFICIAL_SCORED_DATASETS", "OfficialCorruptions", "open_corruptions",
            "source_identity"]
@@ -39,6 +41,8 @@ __all__ = ["CORRUPTION_SOURCES", "OFFICIAL_SCORED_DATASETS", "OfficialCorruption
 CORRUPTION_SOURCES = ("generated", "official")
 #: datasets whose official corruption files can be scored (their files follow the test set's original order)
 OFFICIAL_SCORED_DATASETS = tuple(_FOLDER)
+#: the class names the release's labels index, by dataset
+DATASET_CLASSES = {"cifar10": CIFAR10_CLASSES, "cifar100": CIFAR100_CLASSES}
 
 
 def _file_identity(path: Path) -> tuple:
@@ -57,49 +61,47 @@ def source_identity(corr: Mapping) -> tuple:
 
 
 class OfficialCorruptions(Mapping):
-    """The released CIFAR-10-C / CIFAR-100-C images of the test-set rows ``indices`` (see the module doc).
+    """The released CIFAR-10-C / CIFAR-100-C images of the release rows ``select(labels)`` (see the module doc).
 
     Args:
         root: the folder holding ``CIFAR-10-C/`` (or ``CIFAR-100-C/``), or that folder itself.
         dataset: ``"cifar10"`` or ``"cifar100"``.
-        test_labels: the labels of the **whole** test set, in its order (``[10000]`` integers).
-        indices: the test-set rows to score (e.g. the class-stratified subset), each in ``[0, 10000)``.
+        classes: the class names of the test set the model was trained for, by label; must be the dataset's
+            canonical names in the canonical order (:data:`harness.datasets.CIFAR10_CLASSES` / ``CIFAR100_``).
         severities: severities to offer, each in 1..5.
+        select: the release's labels ``[M]`` -> the rows to score (sorted or not, unique, in ``[0, M)``);
+            default all rows.
         verify: check each file's MD5 against CORRUPTIONS.md §5 on first use (cached per process).
 
-    Raises ``ValueError`` when the files' labels do not follow ``test_labels`` (another order or another
-    test set), naming how many positions agree.
+    Raises ``ValueError`` naming the first differing class when ``classes`` are not the canonical ones.
     """
 
-    def __init__(self, root: str | os.PathLike, dataset: str, test_labels: np.ndarray, indices: np.ndarray,
-                 severities: Iterable[int], *, verify: bool = True):
+    def __init__(self, root: str | os.PathLike, dataset: str, classes: Sequence[str], severities: Iterable[int], *,
+                 select: Callable[[np.ndarray], np.ndarray] | None = None, verify: bool = True):
         if dataset not in OFFICIAL_SCORED_DATASETS:
             raise ValueError(f"corruption_source 'official' is scored for datasets {list(OFFICIAL_SCORED_DATASETS)}, "
                              f"not {dataset!r}; use corruption_source 'generated'")
+        canonical = list(DATASET_CLASSES[dataset])
+        if list(classes) != canonical:
+            where = next((i for i, (a, b) in enumerate(zip(classes, canonical)) if a != b), min(len(classes),
+                                                                                              len(canonical)))
+            raise ValueError(f"the official {dataset} corruption labels use the canonical class order; this test "
+                             f"set's classes differ at label {where} ({list(classes)[where:where + 1]} vs "
+                             f"{canonical[where:where + 1]}, {len(classes)} vs {len(canonical)} classes), so its "
+                             f"labels do not mean the release's: use corruption_source 'generated'")
         self.dataset, self.verify = dataset, verify
         self.folder = _find_cifar_dir(Path(root), CORRUPTIONS[0], dataset)
         self.severities = tuple(_check_severity(s) for s in severities)
         self.corruptions = CORRUPTIONS
-        test_labels = np.asarray(test_labels).astype(np.int64)
-        self.indices = np.asarray(indices, dtype=np.int64)
-        if self.indices.ndim != 1 or self.indices.size == 0 or not (
-                0 <= self.indices.min() and self.indices.max() < test_labels.size):
-            raise ValueError(f"indices must be a non-empty 1-D array of test-set rows in [0, {test_labels.size}), "
-                             f"got shape {self.indices.shape}")
-        _img, official = load_official_cifar_c(self.folder, CORRUPTIONS[0], 1, dataset=dataset, verify=verify,
-                                               mmap=True)
-        official = np.asarray(official).astype(np.int64)
-        if official.size != test_labels.size:
-            raise ValueError(f"official {self.folder.name} files hold {official.size} test images per severity, "
-                             f"the test set has {test_labels.size}: they are not the same test set")
-        agree = float((official == test_labels).mean())
-        if agree < 1.0:
-            raise ValueError(
-                f"official {self.folder.name} files follow the original CIFAR test order, and this test set does "
-                f"not: their labels agree at {agree:.1%} of positions (100% required). Prepare the dataset from "
-                f"torchvision's files (softbench prepare --dataset {dataset} --download, or a source in that "
-                f"order), or use corruption_source 'generated'")
-        self.labels = test_labels[self.indices]
+        _img, release_labels = load_official_cifar_c(self.folder, CORRUPTIONS[0], 1, dataset=dataset, verify=verify,
+                                                      mmap=True)
+        release_labels = np.asarray(release_labels).astype(np.int64)
+        rows = np.arange(release_labels.size) if select is None else np.asarray(select(release_labels))
+        if rows.ndim != 1 or rows.size == 0 or rows.min() < 0 or rows.max() >= release_labels.size \
+                or np.unique(rows).size != rows.size:
+            raise ValueError(f"select must give unique release rows in [0, {release_labels.size}), got {rows!r}")
+        self.indices = rows.astype(np.int64)
+        self.labels = release_labels[self.indices]
         digest = hashlib.sha256(self.indices.tobytes()).hexdigest()[:16]
         self.identity = ("official", *_file_identity(self.folder / "labels.npy"), digest, self.severities)
 
@@ -109,7 +111,8 @@ class OfficialCorruptions(Mapping):
             load_official_cifar_c(self.folder, name, 1, dataset=self.dataset, verify=True, mmap=True)
 
     def describe(self) -> str:
-        return f"official {self.folder.name} files at {self.folder} (MD5 {'verified' if self.verify else 'not checked'})"
+        return (f"official {self.folder.name} files at {self.folder} (MD5 {'verified' if self.verify else 'not checked'}), "
+                f"{self.indices.size} rows of the release scored against its labels (corruption_indices: release rows)")
 
     def __getitem__(self, key: tuple[str, int]) -> np.ndarray:
         if not (isinstance(key, tuple) and len(key) == 2) or key[0] not in self.corruptions \
@@ -136,19 +139,19 @@ class OfficialCorruptions(Mapping):
         self.close()
 
 
-def open_corruptions(test, indices: np.ndarray, subset, *, dataset: str, severities: Iterable[int],
-                     source: str = "generated",
+def open_corruptions(test, subset, *, dataset: str, severities: Iterable[int], source: str = "generated",
+                     select: Callable[[np.ndarray], np.ndarray] | None = None,
                      official_root: str | os.PathLike | None = None, cache_root: str | os.PathLike,
                      progress: bool = False) -> CorruptedSet | OfficialCorruptions:
-    """Open the corrupted images of the evaluation subset from ``source`` (see the module doc).
+    """Open the corrupted images an evaluation scores, from ``source`` (see the module doc).
 
     Args:
-        test: the whole test ``ArrayDataset`` (its ``labels``, in its order).
-        indices: the subset's rows of ``test``.
-        subset: the subset as an ``ArrayDataset`` (what the generated set is generated from).
+        test: the whole test ``ArrayDataset`` (its ``classes``).
+        subset: the test set's evaluation subset, an ``ArrayDataset`` (what a generated set is generated from).
         dataset: the dataset's name (``TrainConfig.dataset``).
         severities: severities in 1..5.
         source: one of :data:`CORRUPTION_SOURCES`.
+        select: official only: the release's labels -> the rows to score (the same subset rule as ``subset``'s).
         official_root: the official release's folder; ``None`` searches the usual places
             (:func:`~harness.corruptions.official.fetch_official_corruptions`, never downloading).
         cache_root: where generated sets are cached.
@@ -163,4 +166,4 @@ def open_corruptions(test, indices: np.ndarray, subset, *, dataset: str, severit
         raise ValueError(f"corruption_source 'official' is scored for datasets {list(OFFICIAL_SCORED_DATASETS)}, "
                          f"not {dataset!r}; use corruption_source 'generated'")
     root = fetch_official_corruptions(dataset, download=False) if official_root is None else Path(official_root)
-    return OfficialCorruptions(root, dataset, test.labels, indices, sevs)
+    return OfficialCorruptions(root, dataset, test.classes, sevs, select=select)
