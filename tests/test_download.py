@@ -298,5 +298,5 @@ def test_corruption_source_is_validated(tmp_path):
     assert load_grid(_grid_file(tmp_path / "b.yaml")).corruption_source == "generated"
     with pytest.raises(ConfigError, match=r"'evaluation.corruption_source' must be one of \['generated', 'official'\]"):
         load_grid(_grid_file(tmp_path / "c.yaml", evaluation={"corruption_source": "released"}))
-    with pytest.raises(ConfigError, match="official files exist for"):
+    with pytest.raises(ConfigError, match=r"official corruption files are scored for \['cifar10', 'cifar100'\]"):
         load_grid(_grid_file(tmp_path / "d.yaml", dataset="mnist5k", evaluation={"corruption_source": "official"}))
