@@ -22,7 +22,7 @@ from pathlib import Path
 
 import mappings
 from harness.analysis import format_plan, load_results, plan
-from harness.config import ConfigError, load_config
+from harness.config import PRECISIONS, ConfigError, load_config
 from harness.corruptions import corrupted_test_set
 from harness.datasets import load_dataset, prepare_dataset
 from harness.demo import run_demo, ta_confidence_table
@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="images measured: held-out test images (default), or training images outside the "
                          "proxy's --proxy-n-per-class subset (use this when the mapping will train models "
                          "that are evaluated on the test set; the pipeline does)")
+    fm.add_argument("--proxy-precision", default=None, choices=PRECISIONS,
+                    help="precision of the proxy model (default: the config default, auto = bf16 autocast, which a "
+                         "CPU without native bf16, e.g. AVX2 only, emulates at ~3x the cost of fp32)")
+    fm.add_argument("--threads", type=_positive_int("--threads", 1), default=1, metavar="N", help=THREADS_HELP)
     fm.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     st = sub.add_parser(
@@ -282,10 +286,13 @@ def _prepare(args) -> None:
 
 def _fit_mappings(args) -> None:
     out = args.out or str(FITTED_ROOT / args.dataset / (args.name or args.source))
-    files = fit_mappings(args.dataset, args.source, out, name=args.name, n_images=args.n_images,
-                         seed=args.seed, proxy_epochs=args.proxy_epochs, proxy_run=args.proxy_run,
-                         proxy_n_per_class=args.proxy_n_per_class, fallback=args.fallback,
-                         n_boot=args.n_boot, progress=not args.no_progress, measure_on=args.measure_on)
+    overrides = {} if args.proxy_precision is None else {"precision": args.proxy_precision}
+    with torch_threads(args.threads):
+        files = fit_mappings(args.dataset, args.source, out, name=args.name, n_images=args.n_images,
+                             seed=args.seed, proxy_epochs=args.proxy_epochs, proxy_run=args.proxy_run,
+                             proxy_n_per_class=args.proxy_n_per_class, fallback=args.fallback,
+                             n_boot=args.n_boot, progress=not args.no_progress, measure_on=args.measure_on,
+                             proxy_overrides=overrides or None)
     print(f"mapping set: {files['mapping_set']}\ntable: {files['table']}\nplots: {len(files['plots'])} PNGs in {out}")
 
 

@@ -115,7 +115,8 @@ def _fit_kwargs(grid: Grid) -> dict:
 
 def stage_proxy_accuracy(grid: Grid, progress: bool = True, **_) -> None:
     out = FITTED_ROOT / grid.dataset / "proxy"
-    files = fit_mappings(grid.dataset, "proxy", out, progress=progress, **_fit_kwargs(grid))
+    with torch_threads(grid.execution.threads_per_run):  # the proxy's numbers, like every run's, depend on it
+        files = fit_mappings(grid.dataset, "proxy", out, progress=progress, **_fit_kwargs(grid))
     _log(f"proxy mapping set: {files['mapping_set']}")
 
 
@@ -127,8 +128,9 @@ def stage_fit_mappings(grid: Grid, progress: bool = True, **_) -> None:
                                                     hint="rerun it: dvc repro -f proxy_accuracy"))}
              if proxy_json.is_file() else None)
     out = FITTED_ROOT / grid.dataset / "hvs"
-    files = fit_mappings(grid.dataset, "hvs", out, fallback=grid.fit.get("fallback", "per-op"), progress=progress,
-                         fallback_sets=reuse, **_fit_kwargs(grid))
+    with torch_threads(grid.execution.threads_per_run):
+        files = fit_mappings(grid.dataset, "hvs", out, fallback=grid.fit.get("fallback", "per-op"), progress=progress,
+                             fallback_sets=reuse, **_fit_kwargs(grid))
     _log(f"hvs mapping set: {files['mapping_set']}")
 
 

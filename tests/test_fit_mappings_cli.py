@@ -47,8 +47,11 @@ def test_fit_mappings_proxy(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "fitted"
     assert main(["fit-mappings", "--dataset", "mnist5k", "--source", "proxy", "--n-images", "40",
-                 "--proxy-epochs", "8", "--proxy-n-per-class", "100", "--out", str(out), "--no-progress"]) == 0
+                 "--proxy-epochs", "8", "--proxy-n-per-class", "100", "--proxy-precision", "fp32",
+                 "--out", str(out), "--no-progress"]) == 0
     _check_outputs(out, "proxy", 10)
+    proxy = json.loads((tmp_path / "runs" / "proxy_mnist5k_seed0" / "provenance.json").read_text())
+    assert proxy["precision"] == "fp32" and proxy["threads"] == 1  # the options reach the proxy run
 
 
 def test_fit_mappings_hvs_with_polynomial_fallback(tmp_path, monkeypatch):
