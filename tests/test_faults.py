@@ -38,6 +38,7 @@ import yaml
 
 from harness.cli import main
 from harness.config import load_config
+from harness.executors import torch_threads
 from harness.grid import _validate, arm_config, eval_dir, fitted_mapping_path, load_grid, train_dir
 from harness.models import build_model
 from harness.results import account_for_grid, collect_results
@@ -478,7 +479,8 @@ def reference(tmp_path_factory):
     cfg = root / "c.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
     (root / "child.py").write_text(_CHILD)
-    train_and_evaluate(load_config(cfg), root / "ref", progress=False)
+    with torch_threads(1):  # the thread count of `softbench train` (its --threads default) that it is compared with
+        train_and_evaluate(load_config(cfg), root / "ref", progress=False)
     torch.save(build_model("smallnet", 10, widths=(4, 4, 4)).state_dict(), root / "other_model.pt")
     return root
 
