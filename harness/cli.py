@@ -46,6 +46,10 @@ THREADS_HELP = ("torch CPU threads (default 1, as every pipeline run: execution.
                 "pipeline's only at the same count; recorded in provenance.json")
 
 
+def _add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=_positive_int("--threads", 1), default=1, metavar="N", help=THREADS_HELP)
+
+
 def _positive_int(name: str, minimum: int):
     def parse(text: str) -> int:
         try:
@@ -106,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="random seed (overrides the config's seed)")
     tr.add_argument("--out", required=True, help="run directory")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
-    tr.add_argument("--threads", type=_positive_int("--threads", 1), default=1, metavar="N",
-                    help=THREADS_HELP)
+    _add_threads_option(tr)
     tr.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     ev = sub.add_parser("evaluate", help="(re-)evaluate a trained run directory",
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--official-root", default=None, metavar="DIR",
                     help="with --corruption-source official: the folder holding CIFAR-10-C/ (default: searched in "
                          "datasets/raw/<dataset>-c, ../shared/data/<dataset>-c, $SOFTBENCH_DATA)")
-    ev.add_argument("--threads", type=_positive_int("--threads", 1), default=1, metavar="N", help=THREADS_HELP)
+    _add_threads_option(ev)
     ev.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     pr = sub.add_parser("prepare", help="prepare a dataset into datasets/prepared/<name>/ (optionally downloading it)",
@@ -178,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--proxy-precision", default=None, choices=PRECISIONS,
                     help="precision of the proxy model (default: the config default, auto = bf16 autocast, which a "
                          "CPU without native bf16, e.g. AVX2 only, emulates at ~3x the cost of fp32)")
-    fm.add_argument("--threads", type=_positive_int("--threads", 1), default=1, metavar="N", help=THREADS_HELP)
+    _add_threads_option(fm)
     fm.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     st = sub.add_parser(

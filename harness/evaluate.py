@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from harness import metrics as M
 from harness.config import TrainConfig, load_config
 from harness.corruptions import CORRUPTIONS
-from harness.corruptions.sources import CORRUPTION_SOURCES, open_corruptions, source_identity
+from harness.corruptions.sources import check_corruption_source, open_corruptions, source_identity
 from harness.datasets import ArrayDataset, _ranked, load_dataset
 from harness.inference import op_accuracy, op_settings, predict_labels, predict_probs
 from harness.run_model import load_run_model, resolve_device
@@ -182,8 +182,7 @@ def evaluate_run(run_dir: str | Path, *, progress: bool = True, config: TrainCon
     ``corruption_source``: ``"generated"`` or ``"official"`` (then ``official_root`` is the release's folder,
     or ``None`` to search the usual places); ``resident``: keep the corrupted set on the device for later runs
     of this process (``None``: when it fits, CUDA only; see the module doc)."""
-    if corruption_source not in CORRUPTION_SOURCES:
-        raise ValueError(f"corruption_source must be one of {list(CORRUPTION_SOURCES)}, got {corruption_source!r}")
+    check_corruption_source(corruption_source)
     if official_root is not None and corruption_source != "official":
         raise ValueError(f"official_root ({official_root}) is only used with corruption_source 'official', "
                          f"got corruption_source {corruption_source!r}")

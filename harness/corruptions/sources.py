@@ -35,14 +35,24 @@ from harness.corruptions.official import _FOLDER, _find_cifar_dir, fetch_officia
 from harness.corruptions.registry import CORRUPTIONS, _check_severity
 from harness.datasets import CIFAR10_CLASSES, CIFAR100_CLASSES
 
-__all__ = ["CORRUPTION_SOURCES", "OFFICIAL_SCORED_DATASETS", "OfficialCorruptions", "open_corruptions",
-           "source_identity"]
+__all__ = ["CORRUPTION_SOURCES", "OFFICIAL_SCORED_DATASETS", "OfficialCorruptions", "check_corruption_source",
+           "open_corruptions", "source_identity"]
 
 CORRUPTION_SOURCES = ("generated", "official")
-#: datasets whose official corruption files can be scored (their files follow the test set's original order)
+#: datasets whose official corruption files can be scored (one ``.npy`` per corruption with its ``labels.npy``)
 OFFICIAL_SCORED_DATASETS = tuple(_FOLDER)
 #: the class names the release's labels index, by dataset
 DATASET_CLASSES = {"cifar10": CIFAR10_CLASSES, "cifar100": CIFAR100_CLASSES}
+
+
+def check_corruption_source(source: str, dataset: str | None = None) -> None:
+    """``ValueError`` unless ``source`` is one of :data:`CORRUPTION_SOURCES` and, for ``"official"`` with a
+    ``dataset`` given, the dataset's official files can be scored (:data:`OFFICIAL_SCORED_DATASETS`)."""
+    if source not in CORRUPTION_SOURCES:
+        raise ValueError(f"corruption_source must be one of {list(CORRUPTION_SOURCES)}, got {source!r}")
+    if source == "official" and dataset is not None and dataset not in OFFICIAL_SCORED_DATASETS:
+        raise ValueError(f"corruption_source 'official' is scored for datasets {list(OFFICIAL_SCORED_DATASETS)}, "
+                         f"not {dataset!r}; use corruption_source 'generated'")
 
 
 def _file_identity(path: Path) -> tuple:
@@ -78,9 +88,7 @@ class OfficialCorruptions(Mapping):
 
     def __init__(self, root: str | os.PathLike, dataset: str, classes: Sequence[str], severities: Iterable[int], *,
                  select: Callable[[np.ndarray], np.ndarray] | None = None, verify: bool = True):
-        if dataset not in OFFICIAL_SCORED_DATASETS:
-            raise ValueError(f"corruption_source 'official' is scored for datasets {list(OFFICIAL_SCORED_DATASETS)}, "
-                             f"not {dataset!r}; use corruption_source 'generated'")
+        check_corruption_source("official", dataset)
         canonical = list(DATASET_CLASSES[dataset])
         if list(classes) != canonical:
             where = next((i for i, (a, b) in enumerate(zip(classes, canonical)) if a != b), min(len(classes),
@@ -157,13 +165,9 @@ def open_corruptions(test, subset, *, dataset: str, severities: Iterable[int], s
         cache_root: where generated sets are cached.
         progress: progress bar while a generated set is first generated.
     """
+    check_corruption_source(source, dataset)  # before searching for files that cannot be used
     sevs = tuple(int(s) for s in severities)
     if source == "generated":
         return corrupted_test_set(subset, n=len(subset), severities=sevs, seed=0, root=cache_root, progress=progress)
-    if source != "official":
-        raise ValueError(f"corruption_source must be one of {list(CORRUPTION_SOURCES)}, got {source!r}")
-    if dataset not in OFFICIAL_SCORED_DATASETS:  # before searching for files that cannot be used
-        raise ValueError(f"corruption_source 'official' is scored for datasets {list(OFFICIAL_SCORED_DATASETS)}, "
-                         f"not {dataset!r}; use corruption_source 'generated'")
     root = fetch_official_corruptions(dataset, download=False) if official_root is None else Path(official_root)
     return OfficialCorruptions(root, dataset, test.classes, sevs, select=select)
