@@ -4,7 +4,7 @@ This is the unit of work that every executor (``harness.executors``: serial, loc
 in whatever process or node it lands on; the pipeline stages (``harness.stages``) only dispatch.
 
 **Train** (:func:`train_cell`). Under the run's lock, the run's stamp (training config hash, training
-code hash, dataset hash; ``train_stamp.json``) decides:
+code hash, dataset hash, torch CPU threads; ``train_stamp.json``) decides:
 
 * same stamp, run finished    -> ``kept`` as it is (e.g. only the arm's factors or docs changed);
 * same stamp, run interrupted -> ``resumed`` from its checkpoint (also a finished run whose model.pt
@@ -16,9 +16,9 @@ A non-finite loss marks the run ``failed`` (status.json, with epoch, step and re
 ``failed``: the sweep goes on. Any other error propagates.
 
 **Evaluate** (:func:`evaluate_cell`). The evaluation stamp (``eval_stamp.json``: the trained files'
-hashes, the evaluation settings, the evaluation code hash and the dataset hash) decides: a complete
-evaluation with the same stamp is ``kept``; otherwise it is redone. A run that did not train, or whose
-trained files cannot be read, is recorded ``failed`` with the reason (never skipped).
+hashes, the evaluation settings, the evaluation code hash, the dataset hash and the torch CPU threads)
+decides: a complete evaluation with the same stamp is ``kept``; otherwise it is redone. A run that did not
+train, or whose trained files cannot be read, is recorded ``failed`` with the reason (never skipped).
 
 Each cell's messages go to ``<run_dir>/<train|eval>.log`` when an executor runs it in a worker
 (:func:`run_log`); the file is created only when the cell does work, so a kept run's directory is
@@ -167,8 +167,11 @@ def run_log(path: Path) -> Iterator[None]:
 
 # ------------------------------------------------------------------------------------------ train
 def train_stamp(grid: Grid, config: TrainConfig) -> dict:
-    """What a finished run must still match to be kept: training config hash, training code hash, dataset hash."""
-    return {"training_hash": config.training_hash(), "code": code_hash(), "data": _data_hash(grid)}
+    """What a finished run must still match to be kept: training config hash, training code hash, dataset hash
+    and the torch CPU thread count (``execution.threads_per_run``: part of a CPU run's numbers, so a run trained
+    at another count is retrained rather than mixed with the new ones; conservative on CUDA)."""
+    return {"training_hash": config.training_hash(), "code": code_hash(), "data": _data_hash(grid),
+            "threads": grid.execution.threads_per_run}
 
 
 def train_cell(grid: Grid, arm: str, seed: int, *, progress: bool = False) -> str:
@@ -241,13 +244,14 @@ def _train_action(run_dir: Path, config: TrainConfig, stamp: dict) -> str:
 # ------------------------------------------------------------------------------------------ evaluate
 def eval_stamp(grid: Grid, tdir: Path, config: TrainConfig) -> dict:
     """What a complete evaluation must still match to be kept: the trained weights and config, the evaluation
-    settings and corruption source, the evaluation code and the dataset."""
+    settings and corruption source, the evaluation code, the dataset and the torch CPU thread count (a CPU
+    forward pass's reductions depend on it, like training's)."""
     settings = {k: getattr(config, k) for k in ("corruption_n", "corruption_severities", "op_eval_bins",
                                                 "corruptions", "eval_batch_size", "corruption_cache")}
     return {"model": _file_hash(tdir / "model.pt"), "config": _file_hash(tdir / "config.yaml"),
             "settings": json.loads(json.dumps(settings, default=list)), "corruption_source": grid.corruption_source,
             "code": code_hash(EVAL_CODE),
-            "data": _data_hash(grid)}
+            "data": _data_hash(grid), "threads": grid.execution.threads_per_run}
 
 
 def evaluate_cell(grid: Grid, arm: str, seed: int, *, progress: bool = False) -> str:

@@ -179,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "proxy's --proxy-n-per-class subset (use this when the mapping will train models "
                          "that are evaluated on the test set; the pipeline does)")
     fm.add_argument("--proxy-precision", default=None, choices=PRECISIONS,
-                    help="precision of the proxy model (default: the config default, auto = bf16 autocast, which a "
-                         "CPU without native bf16, e.g. AVX2 only, emulates at ~3x the cost of fp32)")
+                    help="precision of the proxy model (default: the config default, auto = bf16 autocast on CUDA, fp32 "
+                         "on the CPU; bf16 on a CPU without native bf16, e.g. AVX2 only, is emulated at ~3x the "
+                         "cost of fp32)")
     _add_threads_option(fm)
     fm.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

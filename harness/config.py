@@ -162,6 +162,9 @@ class TrainConfig:
     ``label_smoothing`` eps in [0, 1) in the chosen convention (``"other"``: eps over the K-1 wrong
     classes as in the reference; ``"uniform"``: eps/K over all K as in torch).
 
+    ``precision``: ``"auto"`` (default; bf16 autocast on CUDA, fp32 on the CPU), ``"fp32"`` or ``"bf16"``
+    (:func:`harness.inference.resolve_precision`); the loss is float32 in every case.
+
     Compiled training (``compile``, ``compile_mode``, ``drop_last``):
 
     * ``compile``: ``"auto"`` (default) compiles the training step (forward pass and loss;

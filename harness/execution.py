@@ -15,9 +15,12 @@ execution:
 ``threads_per_run`` is part of a CPU run's numbers: a convolution's reductions split over threads,
 so the same seed gives bit-identical metrics only at the same thread count (measured here: 1 vs 2
 threads change the first epoch's loss in the 4th decimal). Every executor therefore runs every run
-at this count, which is what makes ``serial``, ``local``, ``ray`` and ``slurm`` results identical.
+at this count, which is what makes ``serial``, ``local``, ``ray`` and ``slurm`` results identical. For the
+same reason ``threads_per_run`` is a DVC parameter of the stages that run torch (proxy_accuracy,
+fit_mappings, train, evaluate) and part of every run's train and evaluation stamp (``harness.cell``):
+changing it retrains and re-evaluates every run, so no grid mixes runs trained at two thread counts.
 
-The section is not a DVC parameter of any stage: changing the executor never reruns anything.
+The rest of the section is not a DVC parameter of any stage: changing the executor never reruns anything.
 ``SOFTBENCH_EXECUTOR`` / ``SOFTBENCH_WORKERS`` (``make reproduce EXECUTOR=ray WORKERS=4``) pick them
 per machine without editing the grid.
 """

@@ -8,10 +8,13 @@ measurement feed a model the same way, defined here once:
   normalisation (a model normalises itself, :func:`harness.models.build_model` ``normalize=``);
 * **memory format**: ``channels_last=True`` makes the batch ``torch.channels_last`` contiguous
   (the run's model is built channels_last too, ``TrainConfig.channels_last``);
-* **precision**: ``"fp32"`` runs without autocast; any other value (``"auto"``, ``"bf16"``) runs the
-  model under ``torch.autocast(device.type, dtype=torch.bfloat16)`` (CPU and CUDA alike), so the
-  logits come out bfloat16; callers that need float32 call ``.float()`` on them (the loss and the
-  softmax always do).
+* **precision** (:func:`resolve_precision`): ``"bf16"`` runs the model under
+  ``torch.autocast(device.type, dtype=torch.bfloat16)`` (CPU and CUDA alike), so the logits come out
+  bfloat16; callers that need float32 call ``.float()`` on them (the loss and the softmax always do).
+  ``"fp32"`` runs without autocast. ``"auto"`` is ``"bf16"`` on CUDA and ``"fp32"`` on the CPU: most CPUs
+  emulate bf16 (about 3x slower than fp32 on an AVX2-only CPU, ``docs/benchmarks.md``), and one rule for
+  every CPU keeps a config's numbers from depending on which instruction set the machine has. A CPU
+  with native bf16 (AVX-512 BF16, AMX) can ask for it with ``"bf16"``.
 
 Per-op accuracy: every TrivialAugmentWide op (:data:`harness.augment.space.TA_OPS`) applied to every
 image at a magnitude bin, with the batched uint8 TA kernels of the training pipeline
@@ -29,16 +32,27 @@ import torch
 
 from harness.augment.batch_trivial import BatchSoftAugment
 from harness.augment.space import TA_OPS, magnitude_bins, op_id
+from harness.config import PRECISIONS
 
-__all__ = ["autocast", "model_input", "forward", "predict_probs", "predict_labels", "OpSetting", "op_settings",
+__all__ = ["resolve_precision", "autocast", "model_input", "forward", "predict_probs", "predict_labels", "OpSetting", "op_settings",
            "op_accuracy"]
 
 
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """What ``precision`` (``"auto"``, ``"fp32"``, ``"bf16"``) means on ``device``: ``"fp32"`` or ``"bf16"``;
+    ``"auto"`` is ``"bf16"`` on CUDA and ``"fp32"`` elsewhere (see the module doc)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    return precision
+
+
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context of ``precision`` on ``device``'s type: disabled for ``"fp32"``, bfloat16
-    otherwise (``"auto"``, ``"bf16"``)."""
+    """The autocast context of ``precision`` on ``device``'s type: bfloat16 where :func:`resolve_precision`
+    says ``"bf16"``, disabled otherwise."""
     device_type = torch.device(device).type
-    if precision == "fp32":
+    if resolve_precision(precision, device) == "fp32":
         return torch.autocast(device_type, enabled=False)
     return torch.autocast(device_type, dtype=torch.bfloat16)
 
@@ -62,7 +76,7 @@ def model_input(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
 def forward(model: torch.nn.Module, images: torch.Tensor, *, precision: str, channels_last: bool) -> torch.Tensor:
     """Logits ``[N, K]`` of ``model`` on one batch ``images`` (``uint8`` or ``[0, 1]`` float
     ``[N, C, H, W]``, already on the model's device), under the caller's grad mode and the model's
-    current train/eval mode. The logits are bfloat16 under autocast (``precision != "fp32"``),
+    current train/eval mode. The logits are bfloat16 under autocast (:func:`resolve_precision` ``"bf16"``),
     else float32."""
     x = model_input(images, channels_last)
     with autocast(x.device, precision):

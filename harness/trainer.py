@@ -8,8 +8,9 @@ Determinism: python, numpy and torch are seeded from ``config.seed``; batch orde
 augmentation draw from two explicit CPU ``torch.Generator`` s (so sampled parameters are the
 same on CPU and CUDA). On CPU the same config and seed give bit-identical metrics.
 
-Precision: ``precision="auto"`` uses bf16 autocast (CPU and CUDA) with channels_last memory
-format; ``"fp32"`` disables autocast. The loss is always computed in float32. The forward pass is
+Precision: ``precision="auto"`` uses bf16 autocast on CUDA and fp32 on the CPU
+(:func:`harness.inference.resolve_precision`), ``"bf16"`` / ``"fp32"`` force one, with channels_last memory
+format (``channels_last``). The loss is always computed in float32. The forward pass is
 :func:`harness.inference.forward`, the one evaluation and proxy measurement use.
 
 Speed (issue 12): a training step never synchronises with the host. The NaN guard keeps every
@@ -47,7 +48,7 @@ from tqdm.auto import tqdm
 
 from harness.config import ConfigError, TrainConfig
 from harness.datasets import load_dataset
-from harness.inference import autocast, forward
+from harness.inference import autocast, forward, resolve_precision
 from harness.io import FileFormatError, atomic_write_text, bad_file, provenance
 from harness.loss import label_smoothing_targets_other, label_smoothing_targets_uniform, soft_cross_entropy
 from harness.pipeline_builder import build_pipeline
@@ -263,7 +264,8 @@ def _setup(config: TrainConfig, run_dir: Path, ckpt: dict | None, extra_files: d
     if ckpt is not None:
         _restore(run, ckpt)
     run.global_step = run.epoch * run.steps_per_epoch
-    run.prov.update({"device": str(device), "precision": "fp32" if config.precision == "fp32" else "bf16-autocast",
+    precision = {"fp32": "fp32", "bf16": "bf16-autocast"}[resolve_precision(config.precision, device)]
+    run.prov.update({"device": str(device), "precision": precision,
                      "num_train": run.n, "num_classes": k, "model_input": model_input,
                      "threads": torch.get_num_threads(),
                      "compile": {"requested": config.compile, "mode": config.compile_mode, "used": compiled,

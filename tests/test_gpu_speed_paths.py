@@ -45,6 +45,7 @@ from harness.workflow import train_and_evaluate
 TINY = {
     "dataset": "mnist5k", "n_per_class": 6, "model": "smallnet", "model_kwargs": {"widths": [8, 8, 16]},
     "epochs": 2, "batch_size": 16, "lr": 0.05, "corruptions": False, "eval_batch_size": 500,
+    "precision": "bf16",  # the CUDA path's autocast ("auto" is fp32 on the CPU)
     "augment": ["flip", {"kind": "crop", "params": {"padding": 2}},
                 {"kind": "trivial_augment", "soft": True, "mapping": "polynomial_chance"}],
 }

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from harness.inference import forward, resolve_precision
 from harness.models import MODELS, WideResNet, build_model, count_parameters
 
 # fast configurations for forward tests (the 28-layer WRN is only counted, and run once on 2 images)
@@ -217,6 +218,27 @@ def test_bf16_autocast_backward_smallnet():
         loss = nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 3]))
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("precision, device, resolved", [
+    ("auto", "cpu", "fp32"), ("auto", "cuda", "bf16"), ("fp32", "cuda", "fp32"), ("fp32", "cpu", "fp32"),
+    ("bf16", "cpu", "bf16"), ("bf16", "cuda", "bf16")])
+def test_precision_auto_is_bf16_on_cuda_and_fp32_on_the_cpu(precision, device, resolved):
+    assert resolve_precision(precision, device) == resolved
+    assert resolve_precision(precision, torch.device(device)) == resolved
+
+
+def test_forward_runs_at_the_resolved_precision_and_refuses_unknown_ones():
+    model = build_model("smallnet", 10, widths=(8, 8, 8)).eval()
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        assert forward(model, x, precision="auto", channels_last=False).dtype == torch.float32
+        assert forward(model, x, precision="fp32", channels_last=False).dtype == torch.float32
+        assert forward(model, x, precision="bf16", channels_last=True).dtype == torch.bfloat16
+        assert torch.equal(forward(model, x, precision="auto", channels_last=False),
+                           forward(model, x, precision="fp32", channels_last=False))
+    with pytest.raises(ValueError, match=r"precision must be one of \['auto', 'fp32', 'bf16'\], got 'fp16'"):
+        resolve_precision("fp16", "cpu")
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -37,6 +37,7 @@ MICRO = {
     "evaluation": {"corruption_n": 30, "corruption_severities": [1, 3], "op_bins": [30]},
     "fit": {"fallback": "polynomial", "n_boot": 10, "n_images": 30, "proxy_epochs": 6, "proxy_n_per_class": 60},
     "reference_comparable": False,
+    "execution": {"threads_per_run": 1},  # a DVC parameter (dvc.yaml): params.yaml must name it
     "arms": {
         "re_hard": {"factors": {"label_type": "hard", "family": "random_erasing", "re_p": 1.0, "re_smax": 0.8},
                     "augment": ["flip", {"kind": "random_erasing", "soft": False, "params": {"p": 1.0}}]},
@@ -179,7 +180,7 @@ def test_every_executor_gives_the_same_results_through_dvc(repo, executor, tmp_p
     shutil.copytree(dst, other, ignore=shutil.ignore_patterns("train", "eval"))  # every run trained again
     params = yaml.safe_load((other / "params.yaml").read_text())
     if executor == "slurm":  # submitit's LocalExecutor stands in for the cluster; never a DVC parameter
-        params["execution"] = {"slurm": {"cluster": "local", "runs_per_job": 3, "gpus_per_job": 0, "cpus_per_job": 1}}
+        params["execution"] = {"threads_per_run": 1, "slurm": {"cluster": "local", "runs_per_job": 3, "gpus_per_job": 0, "cpus_per_job": 1}}
         (other / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = _repro(other, "--no-run-cache", executor=executor)
     assert {"train", "evaluate", "results"} <= _ran(log) and f"on {executor}" in log

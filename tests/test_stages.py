@@ -119,7 +119,28 @@ def test_training_and_evaluation_code_lists_match_dvc_yaml():
     stages_yaml = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     code = {d for d in stages_yaml["evaluate"]["deps"] if d.startswith(("harness", "mappings"))}
     assert code == set(cell.EVAL_CODE)
-    assert "execution" not in stages_yaml["train"]["params"]  # the executor never changes a result
+    for stage in ("proxy_accuracy", "fit_mappings", "train", "evaluate"):  # the executor never changes a result;
+        params = stages_yaml[stage]["params"]                               # the CPU thread count does
+        assert "execution.threads_per_run" in params and "execution" not in params, stage
+
+
+def test_a_changed_thread_count_retrains_and_re_evaluates(grid, capsys):
+    """threads_per_run is part of a CPU run's numbers: a run trained or evaluated at another count is redone,
+    never kept beside runs at the new count."""
+    stages.stage_train(grid, "hard", 0, progress=False)
+    stages.stage_evaluate(grid, "hard", 0, progress=False)
+    assert cell.train_is_current(grid, "hard", 0) and cell.evaluation_is_current(grid, "hard", 0)
+    two = _validate({**GRID, "execution": {"threads_per_run": 2}}, "micro")
+    assert not cell.train_is_current(two, "hard", 0) and not cell.evaluation_is_current(two, "hard", 0)
+    capsys.readouterr()
+    stages.stage_train(two, "hard", 0, progress=False)
+    err = capsys.readouterr().err
+    assert "training afresh" in err and "kept" not in err
+    assert json.loads((stages.train_dir("hard", 0) / cell.STAMP_FILE).read_text())["threads"] == 2
+    assert cell.train_is_current(two, "hard", 0) and not cell.train_is_current(grid, "hard", 0)
+    stages.stage_evaluate(two, "hard", 0, progress=False)
+    assert json.loads((stages.eval_dir("hard", 0) / cell.EVAL_STAMP_FILE).read_text())["threads"] == 2
+    assert cell.evaluation_is_current(two, "hard", 0)
 
 
 def test_evaluation_is_kept_until_the_model_or_the_settings_change(grid, capsys):

@@ -64,6 +64,7 @@ def test_same_seed_gives_bit_identical_metrics_on_cpu(tmp_path):
 PINNED_CONFIG = {
     "dataset": "mnist5k", "n_per_class": 20, "model": "smallnet", "model_kwargs": {"widths": [8, 8, 16]},
     "epochs": 3, "batch_size": 20, "lr": 0.2, "corruptions": False, "corruption_n": 40, "op_eval_bins": [10],
+    "precision": "bf16",  # what "auto" meant on the CPU when the pins were computed (now fp32 there)
     "augment": ["flip", {"kind": "crop", "params": {"padding": 2}},
                 {"kind": "trivial_augment", "soft": True, "mapping": "polynomial_chance"},
                 {"kind": "random_erasing", "soft": True, "params": {"p": 0.5}}],
@@ -138,6 +139,7 @@ def test_run_record_is_complete(tmp_path):
         assert (run / name).is_file(), name
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["seed"] == 0 and "git_sha" in prov and prov["versions"]["torch"]
+    assert prov["device"] == "cpu" and prov["precision"] == "fp32"  # precision auto on the CPU
     assert yaml.safe_load((run / "config.yaml").read_text())["n_per_class"] == 6
     log = pd.read_csv(run / "epochs.csv")
     assert list(log.columns) == ["epoch", "loss", "train_acc", "mean_confidence", "lr", "time_s"]
