@@ -7,7 +7,7 @@ severities, per-op accuracy, a predictions.npz of 1,000 test images -- for `arms
 one comparison per soft/hard arm pair, Holm families, two ANOVAs, a TOST and three hypotheses. Times:
   * softbench: load_results + analyze (incl. McNemar from every predictions.npz) + write + write_report;
   * baseline (same run): the bare statistical calls on the same numbers -- scipy ttest_rel and
-    wilcoxon (plus a BCa bootstrap from 10 seeds up), statsmodels multipletests, mcnemar, AnovaRM,
+    wilcoxon (plus a BCa bootstrap from 20 seeds up), statsmodels multipletests, mcnemar, AnovaRM,
     ttost_paired, one-sided ttest_1samp per hypothesis and TTestPower -- with no validation, guards,
     tables or figures.
 Target: softbench stats + report <= 30 s for 1,000 runs.

@@ -28,17 +28,23 @@ Each pre-declared hypothesis has one primary one-sided test in its declared dire
 * ``non_superiority`` -- H0 "the arm is better by the margin (``mde``) or more": one-sided t of the
   difference against ``+mde`` (``-mde`` for lower-is-better metrics).
 
-The primary p-values of the tested hypotheses form **one Holm family**; the verdict follows
-:data:`harness.verdicts.RULES` from ``p_holm``, the secondary check (opposite direction, or the CI
-beyond the margin; unadjusted, labelled) and the **power** that the design had at the declared
-``mde``: from the observed SD of the per-seed contrast (and, conservatively, its one-sided
-``1 - alpha`` upper confidence bound), at ``alpha / m`` (Holm's first step, m = tested hypotheses).
+The primary p-values of the m **declared** hypotheses form **one Holm family** (a hypothesis that
+could not be tested counts as p = 1: the family is fixed before the data, so a failed arm cannot
+ease the others' correction); the secondary tests (the opposite direction; for non-superiority, the
+gain beyond the margin) form a second Holm family over the same m. The verdict follows
+:data:`harness.verdicts.RULES` from ``p_holm``, the secondary ``p_holm`` and the **power** that the
+design had at the declared ``mde`` at ``alpha / m`` (Holm's first step): from the observed SD of the
+per-seed contrast and, for the decision, from its one-sided ``1 - alpha`` upper confidence bound
+(``not supported`` claims the design could have found the mde; an SD from a few seeds is too
+uncertain to claim that by itself). The interval shown with a verdict is the one-sided
+``1 - alpha / m`` bound in the test's direction (simultaneous, Bonferroni), which lies beyond the
+null only when the hypothesis is supported.
 
 Secondary and exploratory tables
 --------------------------------
 * ``comparisons`` -- exploratory two-sided paired t (Welch without common seeds) with the t interval,
-  Wilcoxon, d_z (paired) or Hedges' g (unpaired) in separate columns, a BCa bootstrap interval from
-  10 pairs up; Holm over the whole table of a metric.
+  Wilcoxon, d_z (paired) or Hedges' g (unpaired) in separate columns with noncentral-t intervals, a
+  BCa bootstrap interval from 20 pairs up; Holm over the whole table of a metric.
 * ``anova`` -- descriptive two-way repeated-measures ANOVA (seed as subject, ``AnovaRM``) on the
   seeds common to all its arms; never a decision.
 * ``tost`` -- equivalence, paired on common seeds; ``mcnemar`` -- per seed on the saved predictions.
@@ -185,8 +191,13 @@ class Verdict:
 
     Effects (``mde``, ``estimate``, CI, ``null``, ``sd``) are in the metric's unit; ``estimate`` is
     the primary contrast (``arm - reference``, the difference of differences, or the trend's change
-    over the level range). ``power`` / ``power_conservative`` are the primary test's power at the
-    mde with the observed SD / its upper confidence bound, at ``alpha_power``. NaN where not computed.
+    over the level range). ``bound`` is the one-sided ``bound_level`` (``1 - alpha/m``) confidence bound
+    of the contrast in the test's direction, simultaneous over the m declared hypotheses (Bonferroni):
+    the interval that goes with the decision; ``ci_low, ci_high`` are the two-sided, unadjusted
+    ``1 - alpha`` t interval (description only). ``p_holm`` / ``p_secondary_holm``: the primary /
+    secondary p, Holm-adjusted over the declared hypotheses. ``power`` / ``power_conservative`` are the
+    primary test's power at the mde with the observed SD / its upper confidence bound, at
+    ``alpha_power``; the verdict uses ``power_conservative``. NaN where not computed.
     """
 
     id: str
@@ -211,6 +222,9 @@ class Verdict:
     p_holm: float = math.nan
     secondary: str = ""
     p_secondary: float = math.nan
+    p_secondary_holm: float = math.nan
+    bound: float = math.nan
+    bound_level: float = math.nan
     n_seeds: int = 0
     seeds: tuple = ()
     seeds_dropped: str = ""
@@ -289,6 +303,11 @@ def _fmt(x: float, signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "nan"
     return f"{x:+.4g}" if signed else f"{x:.4g}"
+
+
+def _pct(level: float) -> str:
+    """A confidence level as a percentage: ``0.98333`` -> ``98.3 %``."""
+    return f"{100 * level:.3g} %"
 
 
 def _seeds_text(seeds) -> str:
@@ -430,7 +449,7 @@ def analyze(results: pd.DataFrame, spec: Mapping | None, *,
     }
     meta = {"alpha": alpha, "confidence": 1 - alpha, "n_boot": n_boot, "power": power,
             "min_seeds": st.MIN_SEEDS,
-            "holm_family": [h.id for h in hypotheses if math.isfinite(h.p_holm)],
+            "holm_family": [h.id for h in hypotheses],  # declared: an untested one counts as p = 1
             "rules": {k: [list(r) for r in v] for k, v in RULES.items()},
             "guards": guards, "counts": counts}
     return Analysis(summary=summary, comparisons=comparisons, mcnemar=mcnemar, anova=anova,
@@ -750,7 +769,11 @@ def _hyp_data(grid: _Grid, h: Mapping) -> _HypData | tuple[str, str]:
         return _HypData(st.Design("paired"), tuple(common), dtext, lost,
                         contrast=va[common].to_numpy() - vr[common].to_numpy())
     if not common and len(va) >= st.MIN_SEEDS and len(vr) >= st.MIN_SEEDS:
-        return _HypData(st.Design("welch"), (), "", lost, arm_values=va.to_numpy(), ref_values=vr.to_numpy())
+        var_a, var_r = float(va.var(ddof=1)), float(vr.var(ddof=1))
+        # the arm's share of the variance (arm b of welch_test; kept inside (0, 1): one constant arm leaves the other's)
+        share = min(max(var_a / (var_a + var_r), 1e-9), 1 - 1e-9) if var_a + var_r > 0 else 0.5
+        return _HypData(st.Design("welch", var_share=share, n_ratio=len(va) / len(vr)), (), "", lost,
+                        arm_values=va.to_numpy(), ref_values=vr.to_numpy())
     few = f"{len(common)} common seed(s)" if common else f"n_arm={len(va)}, n_ref={len(vr)}"
     return "inconclusive", f"{GUARD_NOTE}: {few}"
 
@@ -765,11 +788,18 @@ def _primary(d: _HypData, alternative: str, null: float, alpha: float) -> st.Tes
 
 
 def _power_sd(d: _HypData, test: st.TestResult) -> tuple[float, float]:
-    """The SD that power is computed from (per-seed contrast, residual, or per arm) and its df."""
+    """The SD that power is computed from (per-seed contrast, residual, or the root mean square of the two
+    arms' SDs for Welch, whose shape the design's ``var_share`` keeps) and its df."""
     if d.design.kind == "welch":
         a, b = d.ref_values, d.arm_values
         return math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2), float(a.size + b.size - 2)
     return test.sd, test.df
+
+
+def _power_n(d: _HypData, test: st.TestResult) -> int:
+    """The ``n`` of :func:`harness.stats.power_one_sided` for this design: seeds of the reference arm for
+    Welch (the arm's count is ``n_ratio`` times it), else the seeds of the contrast."""
+    return int(d.ref_values.size) if d.design.kind == "welch" else test.n
 
 
 def _hypotheses(grid: _Grid, spec: dict, guards: list[str]) -> tuple[list[Verdict], pd.DataFrame]:
@@ -795,52 +825,62 @@ def _hypotheses(grid: _Grid, spec: dict, guards: list[str]) -> tuple[list[Verdic
         if h["kind"] == "non_superiority":
             null = h["mde"] if alt == "less" else -h["mde"]
         test = _primary(data, alt, null, alpha)
+        # the secondary test: the opposite direction (non-superiority: the gain exceeds the margin)
+        second = _primary(data, "less" if alt == "greater" else "greater", null, alpha)
         pending.append((replace(base, test=test.method, alternative=alt, null=null, estimate=test.estimate,
                                 ci_low=test.ci_low, ci_high=test.ci_high, statistic=test.statistic,
-                                df=test.df, p=test.p, n_seeds=test.n, seeds=data.seeds,
-                                seeds_dropped=data.dropped), data, test))
+                                df=test.df, p=test.p, p_secondary=second.p, n_seeds=test.n, seeds=data.seeds,
+                                seeds_dropped=data.dropped), data, (test, second)))
         gap_rows += _gap_rows(h, data)
 
-    tested = [v for v, d, t in pending if d is not None]
-    m = len(tested)
-    p_holm = dict(zip([v.id for v in tested], st.holm([v.p for v in tested], alpha=alpha)[1])) if m else {}
+    # Both families are the declared hypotheses, fixed before any data: one that could not be tested counts
+    # as p = 1 (never rejected), so a failed arm cannot shrink the family and ease the others' correction.
+    m = len(pending)
+    if not m:
+        return [], pd.DataFrame(gap_rows, columns=COLUMNS["hypothesis_gaps"])
+    p_holm = st.holm([v.p if d is not None else 1.0 for v, d, _ in pending], alpha=alpha)[1]
+    p_opp_holm = st.holm([v.p_secondary if d is not None else 1.0 for v, d, _ in pending], alpha=alpha)[1]
     out = []
-    for v, data, test in pending:
+    for (v, data, tests), ph, po in zip(pending, p_holm, p_opp_holm):
         if data is None:
             out.append(v)
             continue
-        out.append(_decide(v, data, test, p_holm[v.id], m, alpha, target, spec))
+        out.append(_decide(v, data, *tests, float(ph), float(po), m, alpha, target))
     return out, pd.DataFrame(gap_rows, columns=COLUMNS["hypothesis_gaps"])
 
 
-def _decide(v: Verdict, data: _HypData, test: st.TestResult, p_holm: float, m: int, alpha: float,
-            target: float, spec: Mapping) -> Verdict:
-    """Secondary check, power at the mde, the verdict of :func:`harness.verdicts.decide`, evidence."""
+def _decide(v: Verdict, data: _HypData, test: st.TestResult, second: st.TestResult, p_holm: float,
+            p_secondary_holm: float, m: int, alpha: float, target: float) -> Verdict:
+    """Secondary check, power at the mde, the verdict of :func:`harness.verdicts.decide`, evidence.
+
+    ``p_holm`` / ``p_secondary_holm``: the primary / secondary (opposite direction) p, Holm-adjusted over
+    the ``m`` declared hypotheses. The verdict uses the *conservative* power (the SD's upper confidence
+    bound): "not supported" claims that the design could have found the mde, which an SD estimated from
+    a few seeds cannot show by itself."""
     metric = v.metric
-    opposite = "less" if v.alternative == "greater" else "greater"
-    if v.kind == "non_superiority":
-        # contradicted: the whole CI of the difference lies beyond the margin (better by more than mde)
-        second = _primary(data, opposite, v.null, alpha)
-        beyond = test.ci_low > v.null if v.alternative == "less" else test.ci_high < v.null
-        sec_text = (f"secondary: {100 * (1 - alpha):g} % CI {'entirely' if beyond else 'not entirely'} beyond "
-                    f"the margin {_show(v.null, metric)} (equivalently: one-sided p that the gain exceeds the "
-                    f"margin = {_fmt(second.p)} {'<' if beyond else '>='} alpha/2 = {alpha / 2:g}; unadjusted)")
-    else:
-        second = _primary(data, opposite, 0.0, alpha)
-        beyond = second.p < alpha
-        sec_text = (f"secondary: opposite direction ({opposite}) one-sided p = {_fmt(second.p)} "
-                    "(unadjusted, not in the Holm family)")
+    opposite = second.alternative
+    beyond = p_secondary_holm < alpha
+    what_second = ("that the gain exceeds the margin" if v.kind == "non_superiority"
+                   else f"in the opposite direction ({opposite})")
+    sec_text = (f"secondary: one-sided test {what_second}, p = {_fmt(second.p)}, Holm over the {m} declared "
+                f"hypotheses' secondary tests: p_holm = {_fmt(p_secondary_holm)} {'<' if beyond else '>='} {alpha:g}")
     sd, df = _power_sd(data, test)
     sd_up = st.sd_upper_bound(sd, df, alpha=alpha) if sd > 0 else math.nan
     alpha_power = alpha / m
-    pw = float(st.power_one_sided(data.design, test.n, v.mde, sd, alpha_power)) if sd > 0 else math.nan
-    pw_c = float(st.power_one_sided(data.design, test.n, v.mde, sd_up, alpha_power)) if sd > 0 else math.nan
-    dec = decide(v.kind, p_holm=float(p_holm), alpha=alpha, secondary=bool(beyond), power=pw,
-                 power_target=target)
+    n_power = _power_n(data, test)
+    pw = float(st.power_one_sided(data.design, n_power, v.mde, sd, alpha_power)) if sd > 0 else math.nan
+    pw_c = float(st.power_one_sided(data.design, n_power, v.mde, sd_up, alpha_power)) if sd > 0 else math.nan
+    dec = decide(v.kind, p_holm=p_holm, alpha=alpha, secondary=bool(beyond), power=pw_c, power_target=target)
     mde_text = _show(v.mde, metric, signed=False)
     text = dec.verdict
     if dec.verdict in ("not shown", "not supported"):
-        text = f"{dec.verdict} ({power_phrase(pw, mde_text)})"
+        text = f"{dec.verdict} ({power_phrase(pw, mde_text)}" + (
+            f"; {100 * pw_c:.0f} % with the SD's upper bound)" if math.isfinite(pw_c) else ")")
+    # the interval that matches the decision: one-sided, in the test's direction, simultaneous over the
+    # family (Bonferroni, alpha/m). Beyond the null it implies "supported" (p < alpha/m, so Holm rejects);
+    # Holm can also reject with the bound at the null (its later steps test at up to alpha).
+    bound = st.one_sided_bound(test, alpha / m)
+    bound_level = 1 - alpha / m
     lvl = f"{100 * (1 - alpha):g} %"
     what = {"interaction": ("change of the gap over the levels" if data.design.kind == "trend"
                             else "difference of differences (gap at the high level - gap at the low level)"),
@@ -849,8 +889,10 @@ def _decide(v: Verdict, data: _HypData, test: st.TestResult, p_holm: float, m: i
     design = (f"{test.n} seeds common to all arms" if data.design.kind != "welch"
               else f"unpaired (no common seeds), {data.arm_values.size} vs {data.ref_values.size} seeds")
     sym = ">" if v.alternative == "greater" else "<"
-    parts = [f"{what} on {metric} = {_show(test.estimate, metric)} [{lvl} CI {_show(test.ci_low, metric)}, "
-             f"{_show(test.ci_high, metric)}], {design}"
+    bsym = ">=" if v.alternative == "greater" else "<="
+    parts = [f"{what} on {metric} = {_show(test.estimate, metric)}, one-sided {_pct(bound_level)} bound "
+             f"{bsym} {_show(bound, metric)} (simultaneous over the {m} hypotheses) [two-sided unadjusted {lvl} CI "
+             f"{_show(test.ci_low, metric)}, {_show(test.ci_high, metric)}], {design}"
              + (f" (dropped: {data.dropped})" if data.dropped else ""),
              f"primary: {test.method}, H1: contrast {sym} {_show(v.null, metric)}, "
              f"p = {_fmt(test.p)}; Holm over {m} hypothesis(es): p_holm = {_fmt(p_holm)} "
@@ -858,8 +900,11 @@ def _decide(v: Verdict, data: _HypData, test: st.TestResult, p_holm: float, m: i
              sec_text,
              f"{power_phrase(pw, mde_text)} at alpha/{m} = {alpha_power:.3g} from the observed SD "
              f"{_show(sd, metric, signed=False)}; {100 * pw_c:.0f} % with its upper {lvl} bound "
-             f"{_show(sd_up, metric, signed=False)}" if math.isfinite(pw_c) else
+             f"{_show(sd_up, metric, signed=False)} (the verdict's power)" if math.isfinite(pw_c) else
              f"{power_phrase(pw, mde_text)} (zero SD of the contrast)"]
+    if dec.verdict == "supported" and (bound <= v.null if v.alternative == "greater" else bound >= v.null):
+        parts.append(f"Holm rejects at its step for this p although the simultaneous bound reaches the null "
+                     f"{_show(v.null, metric)}")
     if v.kind == "non_superiority" and dec.verdict == "supported":
         two = _primary(data, "two-sided", 0.0, alpha)
         better = test.estimate > 0 if v.alternative == "less" else test.estimate < 0
@@ -869,9 +914,10 @@ def _decide(v: Verdict, data: _HypData, test: st.TestResult, p_holm: float, m: i
     lost = "; ".join(x for x in (data.lost,) if x)
     if lost:
         parts.append(f"lost runs: {lost}")
-    return replace(v, verdict=dec.verdict, verdict_text=text, rule=dec.rule, p_holm=float(p_holm),
-                   secondary=sec_text, p_secondary=second.p, sd=sd, sd_upper=sd_up, power=pw,
-                   power_conservative=pw_c, alpha_power=alpha_power, evidence="; ".join(parts))
+    return replace(v, verdict=dec.verdict, verdict_text=text, rule=dec.rule, p_holm=p_holm,
+                   secondary=sec_text, p_secondary=second.p, p_secondary_holm=p_secondary_holm, bound=bound,
+                   bound_level=bound_level, sd=sd, sd_upper=sd_up, power=pw, power_conservative=pw_c,
+                   alpha_power=alpha_power, evidence="; ".join(parts))
 
 
 def _gap_rows(h: Mapping, d: _HypData) -> list[dict]:
@@ -921,11 +967,13 @@ def _plan(grid: _Grid, spec: Mapping, mde: float | None = None) -> pd.DataFrame:
                            "trend": f"trend over {design.k} levels, seed fixed effects"}[design.kind],
                    n_pilot=test.n, sd=sd, sd_upper=sd_up)
         if sd > 0:
-            row.update(power_pilot=float(st.power_one_sided(design, test.n, effect, sd, alpha_test)),
-                       power_pilot_conservative=float(st.power_one_sided(design, test.n, effect, sd_up,
+            n_power = _power_n(data, test)
+            planned = replace(design, n_ratio=1.0)  # a planned design has the same seeds in every arm
+            row.update(power_pilot=float(st.power_one_sided(design, n_power, effect, sd, alpha_test)),
+                       power_pilot_conservative=float(st.power_one_sided(design, n_power, effect, sd_up,
                                                                          alpha_test)),
-                       seeds_needed=st.seeds_needed(design, effect, sd, alpha=alpha_test, power=target),
-                       seeds_needed_conservative=st.seeds_needed(design, effect, sd_up, alpha=alpha_test,
+                       seeds_needed=st.seeds_needed(planned, effect, sd, alpha=alpha_test, power=target),
+                       seeds_needed_conservative=st.seeds_needed(planned, effect, sd_up, alpha=alpha_test,
                                                                  power=target))
             if data.dropped:
                 row["note"] = f"pilot paired on {test.n} common seeds (dropped: {data.dropped})"

@@ -27,6 +27,7 @@ import html
 import io
 import json
 import math
+import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -473,8 +474,9 @@ def _ta_ops_figure(results: pd.DataFrame, arm_factors: dict[str, dict], confiden
 
 
 def _gap_figures(gaps: pd.DataFrame, hypotheses: list[dict], confidence: float) -> list[_Figure]:
-    """Per hypothesis: per-seed paired differences (dots), the primary estimate with its CI, zero and
-    mde/margin lines; interactions also show the gap per level with each seed's line."""
+    """Per hypothesis: per-seed paired differences (dots), the primary estimate with its one-sided
+    simultaneous bound (the interval that goes with the verdict), zero and mde/margin lines;
+    interactions also show the gap per level with each seed's line."""
     lvl = f"{100 * confidence:g} %"
     figs = []
     for h in hypotheses:
@@ -485,7 +487,9 @@ def _gap_figures(gaps: pd.DataFrame, hypotheses: list[dict], confidence: float) 
         metric = str(h.get("metric", ""))
         scale = display_scale(metric)
         unit = display_unit(metric, difference=True)
-        est, lo, hi = (_float(h.get(k)) * scale for k in ("estimate", "ci_low", "ci_high"))
+        est, bound = (_float(h.get(k)) * scale for k in ("estimate", "bound"))
+        blvl = f"{100 * _float(h.get('bound_level')):.3g} %"
+        lower_bound = str(h.get("alternative")) == "greater"  # the bound lies below the estimate
         mde = _float(h.get("mde")) * scale
         null = _float(h.get("null")) * scale
         kind = str(h.get("kind"))
@@ -516,8 +520,10 @@ def _gap_figures(gaps: pd.DataFrame, hypotheses: list[dict], confidence: float) 
         jitter = np.linspace(-0.12, 0.12, len(vals)) if len(vals) > 1 else np.zeros(len(vals))
         ax.scatter(jitter, vals, color="0.45", s=18, zorder=3, label="one seed")
         if math.isfinite(est):
+            lo, hi = (bound, est) if lower_bound else (est, bound)
             ax.errorbar([0.35], [est], yerr=_errbars(np.array([est]), np.array([lo]), np.array([hi])),
-                        color="tab:red", marker="D", ms=6, capsize=4, lw=1.5, label=f"estimate, {lvl} CI")
+                        color="tab:red", marker="D", ms=6, capsize=4, lw=1.5,
+                        label=f"estimate, one-sided {blvl} bound")
         ax.axhline(0, color="k", lw=0.8)
         if kind == "non_superiority" and math.isfinite(null):
             ax.axhline(null, color="tab:orange", ls="--", lw=1, label=f"margin {null:+.3g} {unit}")
@@ -528,12 +534,13 @@ def _gap_figures(gaps: pd.DataFrame, hypotheses: list[dict], confidence: float) 
         ax.set_xticks([])
         label = str(contrast["label"].iloc[0]) if not contrast.empty else "contrast"
         ax.set_ylabel(f"{label} ({unit})" if len(label) < 40 else f"contrast ({unit})")
-        ax.set_title(f"{hid}: {h.get('verdict_text') or h.get('verdict')}", fontsize=9)
+        ax.set_title(textwrap.fill(f"{hid}: {h.get('verdict_text') or h.get('verdict')}", 48), fontsize=9)
         ax.legend(fontsize=6.5, loc="best")
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
-        caption = (f"{hid} ({metric}): per-seed paired {label} (dots) with the primary estimate and its {lvl} "
-                   "interval, the zero line and the "
+        caption = (f"{hid} ({metric}): per-seed paired {label} (dots) with the primary estimate and its one-sided "
+                   f"{blvl} confidence bound in the tested direction (simultaneous over the declared hypotheses: "
+                   "beyond the null only when the hypothesis is supported), the zero line and the "
                    + ("non-superiority margin" if kind == "non_superiority" else "declared smallest effect of "
                       "interest (mde)") + (". Left: the gap arm − reference at each level, one grey line per seed."
                                            if not level_rows.empty else "."))
@@ -654,7 +661,7 @@ def _verdicts(doc: _Doc, hypotheses: list[dict], plan: pd.DataFrame, stats_json:
     family = stats_json.get("holm_family") or []
     doc.para("Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ". Each hypothesis is decided "
              "by one one-sided, seed-paired primary test in its declared direction; the primary p-values of "
-             f"the tested hypotheses ({', '.join(map(str, family)) or 'none'}) form one Holm family. "
+             f"the declared hypotheses ({', '.join(map(str, family)) or 'none'}) form one Holm family. "
              "Effects in percentage points (pp) for accuracies and ECE.")
 
     def _eff(h: Mapping, key: str) -> str:
@@ -670,9 +677,11 @@ def _verdicts(doc: _Doc, hypotheses: list[dict], plan: pd.DataFrame, stats_json:
         "id": [str(h.get("id", "")) for h in hypotheses],
         "statement": [_text(h.get("statement")) for h in hypotheses],
         "verdict": [str(h.get("verdict_text") or h.get("verdict", "")) for h in hypotheses],
-        f"estimate [{lvl} CI]": [f"{_eff(h, 'estimate')} [{_eff(h, 'ci_low')}, {_eff(h, 'ci_high')}] "
-                                 f"{display_unit(str(h.get('metric', '')), difference=True)}"
-                                 if math.isfinite(_float(h.get("estimate"))) else "–" for h in hypotheses],
+        "estimate, one-sided bound": [
+            f"{_eff(h, 'estimate')}, {'≥' if h.get('alternative') == 'greater' else '≤'} {_eff(h, 'bound')} "
+            f"{display_unit(str(h.get('metric', '')), difference=True)} "
+            f"({100 * _float(h.get('bound_level')):.3g} %)"
+            if math.isfinite(_float(h.get("estimate"))) else "–" for h in hypotheses],
         "mde": [f"{_float(h.get('mde')) * display_scale(str(h.get('metric', ''))):g} "
                 f"{display_unit(str(h.get('metric', '')), difference=True)}" for h in hypotheses],
         "seeds": [_fmt_int(h.get("n_seeds")) for h in hypotheses],
@@ -681,13 +690,19 @@ def _verdicts(doc: _Doc, hypotheses: list[dict], plan: pd.DataFrame, stats_json:
         "power at mde (conservative)": [_pw(h) for h in hypotheses],
     }))
     doc.para("How to read a verdict: **supported** -- the primary test rejects after Holm; **contradicted** -- "
-             "the secondary check points the other way (the opposite one-sided test, or for a non-superiority "
-             "hypothesis the whole CI beyond the margin; unadjusted); **not supported** -- no rejection although "
-             "the design had at least the target power at the declared smallest effect (mde); **not shown** -- "
-             "no rejection with less power than that: absence of evidence, not evidence of absence; "
-             "**inconclusive** -- fewer than 3 (common) seeds; **not tested** -- an arm has no results. Power is "
-             "that of the primary test at the mde with the observed SD of the per-seed contrast (in brackets: "
-             f"with its upper {lvl} confidence bound), at alpha/m (Holm's first step).")
+             "the secondary test points the other way (the opposite one-sided test, or for a non-superiority "
+             "hypothesis the test that the gain exceeds the margin), Holm-adjusted over the declared hypotheses' "
+             "secondary tests; **not supported** -- no rejection although the design had at least the target "
+             "power at the declared smallest effect (mde), even with the SD's upper confidence bound; "
+             "**not shown** -- no rejection with less power than that: absence of evidence, not evidence of "
+             "absence; **inconclusive** -- fewer than 3 (common) seeds; **not tested** -- an arm has no "
+             "results (it stays in the Holm family with p = 1). Power is that of the primary test at the mde "
+             f"with the observed SD of the per-seed contrast (in brackets, and what the verdict uses: with its "
+             f"upper {lvl} confidence bound), at alpha/m (Holm's first step). The bound is the one-sided "
+             "confidence bound of the estimate in the tested direction at 1 - alpha/m, simultaneous over the "
+             "declared hypotheses (Bonferroni): it lies beyond the null only for a supported hypothesis. "
+             "hypotheses.json also keeps the two-sided, unadjusted t interval (ci_low, ci_high) as a "
+             "description.")
     doc.bullets(f"**{h.get('id')}** ({h.get('kind')}, {h.get('metric')}): {_text(h.get('evidence'))}"
                 for h in hypotheses)
     doc.heading(3, "Seeds needed (plan)")
@@ -826,7 +841,7 @@ def _comparisons(doc: _Doc, comp: pd.DataFrame, mcn: pd.DataFrame, anova: pd.Dat
              "seeds are named; Welch only when they share none); p of the paired t test, Holm-adjusted over the "
              "whole table of each metric. Effect sizes: d_z (paired: mean over SD of the per-seed "
              "differences) and Hedges' g (unpaired, pooled SD) are on different scales and have separate "
-             f"columns. A BCa bootstrap interval is shown from 10 pairs up (below that it undercovers).")
+             f"columns. A BCa bootstrap interval is shown from 20 pairs up (below that it undercovers).")
     if comp.empty:
         doc.para("No comparisons were computed (comparisons.csv is empty).")
     else:

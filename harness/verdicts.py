@@ -1,19 +1,22 @@
 """The verdict rules of pre-declared hypotheses, as a table (pure functions, no I/O).
 
 Every hypothesis has one **primary test**: one-sided, in its declared direction, on seed-paired data,
-Holm-adjusted over the primary tests of all tested hypotheses (one family). What the verdict says
-when that test does not reject depends on a **secondary check** (never adjusted, always labelled)
-and on the **power** the design had for the declared smallest effect of interest (``mde``):
+Holm-adjusted over the primary tests of all m *declared* hypotheses (one family; an untested one counts
+as p = 1). What the verdict says when that test does not reject depends on a **secondary test** (the
+one-sided test the other way, Holm-adjusted over the m secondary tests: a second family) and on the
+**power** the design had for the declared smallest effect (``mde``), computed conservatively (from the
+SD's upper confidence bound), at alpha / m:
 
 ============  ======================================================  ===================================
 verdict       directional / interaction                               non_superiority (margin = mde)
 ============  ======================================================  ===================================
 supported     primary p_holm < alpha                                  primary p_holm < alpha: the gain is
                                                                       below +margin
-contradicted  the opposite one-sided test has p < alpha (secondary)   the CI lies entirely above +margin
-not supported neither, and power at mde >= the target power           neither, power >= target
-not shown     neither, and power at mde < the target power: absence   neither, power < target
-              of evidence, not evidence of absence
+contradicted  the opposite one-sided test rejects after Holm          the test that the gain exceeds
+                                                                      +margin rejects after Holm
+not supported neither, and conservative power at mde >= the target    neither, conservative power >= target
+not shown     neither, and conservative power at mde < the target:    neither, conservative power < target
+              absence of evidence, not evidence of absence
 inconclusive  fewer than 3 seeds (paired: common seeds) -- no test
 not tested    an arm has no complete value for the metric
 ============  ======================================================  ===================================
@@ -32,15 +35,21 @@ VERDICTS = ("supported", "contradicted", "not supported", "not shown", "inconclu
 RULES: dict[str, tuple[tuple[str, str], ...]] = {
     "directional": (
         ("supported", "primary one-sided test rejects after Holm (p_holm < alpha)"),
-        ("contradicted", "secondary: the one-sided test in the opposite direction has p < alpha"),
-        ("not supported", "no rejection, and the design had >= the target power at the mde"),
-        ("not shown", "no rejection, and the design had < the target power at the mde"),
+        ("contradicted", "secondary: the one-sided test in the opposite direction rejects after Holm over the "
+                         "secondary tests (p_holm < alpha)"),
+        ("not supported", "no rejection, and the design had >= the target power at the mde, computed with the "
+                          "SD's upper confidence bound"),
+        ("not shown", "no rejection, and the design had < the target power at the mde (with the SD's upper "
+                      "confidence bound)"),
     ),
     "non_superiority": (
         ("supported", "primary one-sided test of 'gain < +margin' rejects after Holm (p_holm < alpha)"),
-        ("contradicted", "secondary: the whole (1 - alpha) CI of the gain lies above +margin"),
-        ("not supported", "no rejection, and the design had >= the target power at the margin"),
-        ("not shown", "no rejection, and the design had < the target power at the margin"),
+        ("contradicted", "secondary: the one-sided test that the gain exceeds +margin rejects after Holm over "
+                         "the secondary tests (p_holm < alpha)"),
+        ("not supported", "no rejection, and the design had >= the target power at the margin, computed with "
+                          "the SD's upper confidence bound"),
+        ("not shown", "no rejection, and the design had < the target power at the margin (with the SD's upper "
+                      "confidence bound)"),
     ),
 }
 RULES["interaction"] = RULES["directional"]
@@ -58,10 +67,11 @@ def decide(kind: str, *, p_holm: float, alpha: float, secondary: bool, power: fl
            power_target: float) -> Decision:
     """The verdict of one tested hypothesis of ``kind`` (the rows of :data:`RULES`, in order).
 
-    ``p_holm``: the primary test's Holm-adjusted p. ``secondary``: whether the secondary check
-    holds (directional / interaction: the opposite one-sided test has p < alpha; non_superiority:
-    the CI of the gain lies entirely beyond the margin). ``power``: of the primary test at the
-    mde, in [0, 1]; NaN (unknown) counts as below the target.
+    ``p_holm``: the primary test's Holm-adjusted p. ``secondary``: whether the secondary test
+    rejects after its own Holm adjustment (directional / interaction: the opposite one-sided test;
+    non_superiority: the test that the gain exceeds the margin). ``power``: of the primary test at
+    the mde, in [0, 1], as the caller computed it (:mod:`harness.analysis` passes the conservative
+    power, from the SD's upper confidence bound); NaN (unknown) counts as below the target.
     """
     if kind not in RULES:
         raise ValueError(f"kind must be one of {', '.join(RULES)}; got {kind!r}")

@@ -34,12 +34,14 @@ HYPOTHESES = [
     {"id": "F1", "statement": "Soft labels help RE more at high intensity", "kind": "interaction",
      "metric": "accuracy", "arms": ["re_soft", "re_hard", "ta_soft", "ta_hard"], "direction": "increasing",
      "mde": 0.01, "verdict": "supported", "verdict_text": "supported", "alternative": "greater", "null": 0.0,
-     "estimate": 0.021, "ci_low": 0.008, "ci_high": 0.034, "p": 0.0012, "p_holm": 0.0036, "n_seeds": 3,
+     "estimate": 0.021, "ci_low": 0.008, "ci_high": 0.034, "bound": 0.0105, "bound_level": 1 - 0.05 / 3,
+     "p": 0.0012, "p_holm": 0.0036, "n_seeds": 3,
      "power": 0.42, "power_conservative": 0.11, "evidence": "difference of differences = +2.1 pp"},
     {"id": "F2", "statement": "Soft TA is not better than hard TA by 1 pp or more", "kind": "non_superiority",
      "metric": "accuracy", "arms": ["ta_soft", "ta_hard"], "direction": "not better", "mde": 0.01,
      "verdict": "not shown", "verdict_text": "not shown (power 23 % for 1 pp)", "alternative": "less",
-     "null": 0.01, "estimate": -0.005, "ci_low": -0.02, "ci_high": 0.01, "p": 0.21, "p_holm": 0.42,
+     "null": 0.01, "estimate": -0.005, "ci_low": -0.02, "ci_high": 0.01, "bound": 0.0132,
+     "bound_level": 1 - 0.05 / 3, "p": 0.21, "p_holm": 0.42,
      "n_seeds": 3, "power": 0.23, "power_conservative": 0.05, "evidence": "difference = -0.5 pp"},
     {"id": "F3", "statement": "Soft crop lowers corruption accuracy", "kind": "directional",
      "metric": "corruption_accuracy_mean19", "arms": ["baseline", "re_hard"], "direction": "lower", "mde": 0.01,
@@ -216,9 +218,12 @@ def test_full_report(fixture_dir):
     for h in HYPOTHESES:
         assert re.search(rf"\|\s*{h['id']}\s*\|.*\|\s*{re.escape(h['verdict_text'])}\s*\|", section), h["id"]
     assert "0.0036" in section  # Holm p of F1
-    # power statements: F2 not shown with its power; estimates in pp with the CI; the plan next to them
+    # power statements: F2 not shown with its power; estimates in pp with the one-sided simultaneous bound in the
+    # tested direction (F1 "greater": a lower bound; F2 "less": an upper bound); the plan next to them
     assert "not shown (power 23 % for 1 pp)" in section
-    assert re.search(r"\|\s*F1\s*\|.*\|\s*\+2\.10 \[\+0\.80, \+3\.40\] pp\s*\|\s*1 pp\s*\|", section)
+    assert re.search(r"\|\s*F1\s*\|.*\|\s*\+2\.10, ≥ \+1\.05 pp \(98\.3 %\)\s*\|\s*1 pp\s*\|", section)
+    assert re.search(r"\|\s*F2\s*\|.*\|\s*-0\.50, ≤ \+1\.32 pp \(98\.3 %\)\s*\|\s*1 pp\s*\|", section)
+    assert "[+0.80, +3.40]" not in section  # the two-sided unadjusted CI is not what a verdict is read with
     assert "42 % (11 %)" in section
     plan = section.split("### Seeds needed (plan)")[1]
     assert re.search(r"\|\s*F1\s*\|.*\|\s*14 \(210\)\s*\|", plan)
