@@ -904,8 +904,9 @@ def _comparisons(doc: _Doc, comp: pd.DataFrame, mcn: pd.DataFrame, anova: pd.Dat
         doc.para("No equivalence tests were computed (tost.csv is empty).")
     else:
         scale = np.where(tost["metric"].astype(str).map(_is_percent), 100.0, 1.0)
-        doc.para("Margin and difference in percentage points for accuracies and ECE; equivalent when both "
-                 f"one-sided tests reject at α = {alpha:g}; paired on common seeds.")
+        doc.para("Margin and difference in percentage points for accuracies and ECE; equivalence is shown when "
+                 f"both one-sided tests reject at α = {alpha:g} (otherwise it is not shown, which says nothing "
+                 "about a difference); paired on common seeds.")
         doc.table(pd.DataFrame({
             "name": tost["name"].astype(str),
             "arm vs reference": tost["arm"].astype(str) + " vs " + tost["reference"].astype(str),
@@ -913,10 +914,17 @@ def _comparisons(doc: _Doc, comp: pd.DataFrame, mcn: pd.DataFrame, anova: pd.Dat
             "margin": [f"±{_fmt(v)}" for v in tost["margin"].astype(float) * scale],
             "diff": [_fmt(v, signed=True) for v in tost["diff"].astype(float) * scale],
             "p (TOST)": tost["p"].map(_fmt_p),
-            "equivalent": tost["equivalent"].map(_text),
+            "equivalence": tost["equivalent"].map(_equivalence_word),
             "pairs": tost["n_pairs"].map(_fmt_int),
             "note": tost["note"].map(_text),
         }))
+
+
+def _equivalence_word(value: Any) -> str:
+    """A TOST outcome as the report says it: ``shown``, ``not shown`` (no rejection is never evidence of a
+    difference, nor of equivalence) or ``–`` (not computed)."""
+    text = str(value).strip().lower()
+    return {"true": "shown", "false": "not shown"}.get(text, "–")
 
 
 def _runs_section(doc: _Doc, status: pd.DataFrame, stats_json: Mapping) -> None:

@@ -248,6 +248,8 @@ def test_full_report(fixture_dir):
     # McNemar: 3 seeds tested, 2 with p < 0.05, median p 0.03
     assert re.search(r"re_soft vs re_hard\s*\|\s*3\s*\|\s*2\s*\|\s*0\.0300", md)
     assert "label_type:family" in md and "ta_soft_vs_hard" in md and "±1.00" in md
+    # a TOST that does not reject: equivalence "not shown", never "equivalent: False" (read as "different")
+    assert re.search(r"ta_soft_vs_hard.*\|\s*0\.09\d*\s*\|\s*not shown\s*\|", md)
 
     # failed runs and guards
     runs = md.split("## Failed and missing runs")[1].split("\n## ")[0]
