@@ -110,8 +110,16 @@ class Grid:
         out = []
         if self.dataset not in ("cifar10", "cifar100", "tinyimagenet"):
             out.append(f"dataset {self.dataset!r} is not one of the paper's")
+        for arm in self.run_arms:  # the reference fills erased boxes with unclamped N(0, 1) noise (METHOD §2.3)
+            for stage in arm_config(self, arm, self.seeds[0], resolve_fitted=False).augment:
+                if stage.kind == "random_erasing" and stage.params.get("value", "zero") != "normal":
+                    out.append(f"arm {arm}: random_erasing fills with {stage.params.get('value', 'zero')!r} "
+                               "(paper: 'normal', per-pixel N(0, 1))")
         for arm in self.run_arms:
             cfg = arm_config(self, arm, self.seeds[0], resolve_fitted=False)
+            if not cfg.model_kwargs.get("reference_quirks", False):
+                out.append("model_kwargs.reference_quirks is not true (paper: conv biases, final BatchNorm "
+                           "momentum 0.9; METHOD §4.2)")
             for field_name, want in (("model", "wrn28_4"), ("epochs", 300), ("batch_size", 128), ("lr", 0.1),
                                      ("n_per_class", None)):
                 got = getattr(cfg, field_name)

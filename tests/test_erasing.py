@@ -44,11 +44,15 @@ def test_batched_apply_equals_per_sample_torchvision_erase(dtype, value, device)
     original = images.clone()
     tf = BatchSoftRandomErasing(K, p=0.6, scale=(0.05, 0.5), value=value)
     params = tf.sample_params(n, 16, 16, device=device, generator=gen(1))
-    fill = draw_fill(value, images.shape, dtype, device=device, generator=gen(2))
+    # "normal" on uint8: the stage works on (and returns) float32 in [0, 1] units, the reference's unclamped fill
+    out_dtype = torch.float32 if (value == "normal" and dtype == torch.uint8) else dtype
+    fill = draw_fill(value, images.shape, out_dtype, device=device, generator=gen(2))
     out, info = tf.apply(images, **params, fill=fill)
 
     assert torch.equal(images, original)  # not modified in place
-    assert out.dtype == dtype and out.shape == images.shape and out.device == images.device
+    assert out.dtype == out_dtype and out.shape == images.shape and out.device == images.device
+    if out_dtype != dtype:
+        images = images.float() / 255
     boxes = params["boxes"].cpu()
     assert 0 < int(info.op_ids.sum()) < n  # both erased and untouched samples are covered
     for k in range(n):
@@ -77,8 +81,10 @@ def test_erase_batch_zero_fill_default(dtype):
 
 @pytest.mark.parametrize(
     "value,tv_value,dtype",
-    # uint8 "normal" is clamped/rounded here by design (torchvision casts the raw floats), so not compared
-    [("zero", 0.0, torch.float32), ("zero", 0.0, torch.uint8), ("normal", "random", torch.float32)],
+    # uint8 "normal": the reference erases the [0, 1] float image (ToTensor) with unclamped N(0, 1); ours turns the
+    # uint8 image into exactly that float image first, so it is compared with torchvision on img / 255
+    [("zero", 0.0, torch.float32), ("zero", 0.0, torch.uint8), ("normal", "random", torch.float32),
+     ("normal", "random", torch.uint8)],
 )
 def test_per_sample_reproduces_torchvision_random_erasing(value, tv_value, dtype):
     """Same seed -> same draws and pixels as torchvision v2 RandomErasing."""
@@ -90,7 +96,7 @@ def test_per_sample_reproduces_torchvision_random_erasing(value, tv_value, dtype
         torch.manual_seed(seed)
         a, info = ours(img)
         torch.manual_seed(seed)
-        b = theirs(img)
+        b = theirs(img.float() / 255 if (value == "normal" and dtype == torch.uint8) else img)
         assert torch.equal(a, b), seed
         changed += info.op != "none"
     assert 20 < changed < 60
@@ -108,7 +114,7 @@ def test_per_sample_forward_equals_batched_apply(dtype, value):
         torch.manual_seed(seed)
         out, info = tf(img)
         i, j, h, w = params["top"], params["left"], params["height"], params["width"]
-        fill = torch.zeros_like(img)[None]
+        fill = torch.zeros_like(out)[None]  # in the output's dtype (float32 for uint8 "normal")
         if h * w:
             fill[0, :, i : i + h, j : j + w] = params["fill"]
         bout, binfo = btf.apply(img[None], torch.tensor([[i, j, h, w]]), fill=fill)
@@ -320,14 +326,23 @@ def test_fill_normal_float_is_unclamped_standard_normal():
     assert abs(float(v.mean())) < 0.03 and abs(float(v.std()) - 1.0) < 0.03
 
 
-def test_fill_normal_uint8_is_clamped_and_rounded():
-    u = _erased_values("normal", torch.uint8).long()
-    frac0 = float((u == 0).double().mean())
-    frac255 = float((u == 255).double().mean())
-    assert abs(frac0 - 0.5) < 0.02  # P(z <= 0) (a z in (0, 1/510) also rounds to 0, negligible)
-    assert abs(frac255 - 0.1587) < 0.02  # P(z >= 1 - 1/510) ~ P(z >= 1)
-    interior = u[(u > 0) & (u < 255)]
-    assert interior.numel() > 0
+def test_fill_normal_on_uint8_is_the_reference_unclamped_fill_on_the_float_image():
+    """A uint8 batch (the trainer's resident data) with "normal": the stage returns float32 in [0, 1] units,
+    untouched pixels x / 255 (what the model's input makes of uint8), erased ones unclamped N(0, 1)
+    (METHOD §2.3), never clamped to the uint8 range."""
+    v = _erased_values("normal", torch.uint8)
+    assert v.dtype == torch.float32
+    assert float(v.min()) < -2.0 and float(v.max()) > 3.0
+    assert abs(float(v.mean())) < 0.03 and abs(float(v.std()) - 1.0) < 0.03
+    tf = BatchSoftRandomErasing(K, p=0.5, value="normal")
+    images = make_images(32, torch.uint8)
+    out, info = tf(images, generator=gen(4))
+    boxes = tf.sample_params(32, 16, 16, generator=gen(4))["boxes"]
+    assert out.dtype == torch.float32 and 0 < int(info.op_ids.sum()) < 32
+    for k, (t, l, h, w) in enumerate(boxes.tolist()):
+        keep = torch.ones(16, 16, dtype=torch.bool)
+        keep[t:t + h, l:l + w] = False
+        assert torch.equal(out[k][:, keep], images[k][:, keep].float() / 255)  # also non-erased samples
 
 
 def test_draw_fill_uint8_normal_matches_formula():

@@ -246,3 +246,10 @@ def test_reference_mismatch_lists_departures_from_the_paper():
     got = " | ".join(shrunk.reference_mismatch())
     assert "epochs = 1 (paper: 300)" in got and "n_per_class = 100" in got and "200-image subset" in got
     assert _validate(_micro(), "micro").reference_mismatch()[0].startswith("dataset 'mnist5k'")
+    # the reference's RE fill (unclamped N(0, 1)) and WRN quirks (conv biases, final BN momentum 0.9) are protocol
+    raw = yaml.safe_load((ROOT / "grids" / "paper.yaml").read_text())
+    raw["base"].pop("model_kwargs")
+    raw["arms"]["re_soft_1_08"]["augment"][-1]["params"].pop("value")
+    got = _validate(raw, "no_quirks").reference_mismatch()
+    assert "arm re_soft_1_08: random_erasing fills with 'zero' (paper: 'normal', per-pixel N(0, 1))" in got
+    assert any(m.startswith("model_kwargs.reference_quirks is not true") for m in got) and len(got) == 2

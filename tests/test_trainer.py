@@ -14,7 +14,7 @@ import yaml
 from harness.cli import main
 from harness.config import ConfigError, TrainConfig
 from harness.runs import read_status
-from harness.trainer import TrainingFailed
+from harness.trainer import TrainingFailed, train
 from harness.workflow import train_and_evaluate
 from conftest import require_machine
 
@@ -128,6 +128,18 @@ def test_pinned_run_gives_the_same_log_metrics_and_weights(tmp_path):
     rows = json.loads((run / "metrics.json").read_text())["rows"]
     assert {f"{r['metric']}/{r['corruption']}/{r['severity']}": r["value"] for r in rows} == PINNED_METRICS
     assert _weights_digest(run / "model.pt") == PINNED_WEIGHTS
+
+
+def test_random_erasing_normal_fill_trains_on_the_unclamped_float_batch(tmp_path):
+    """RE "normal" turns the resident uint8 batch into float32 in [0, 1] with the reference's unclamped N(0, 1)
+    fill (METHOD §2.3); the trainer feeds that batch to the model as it is (model_input takes floats as [0, 1])."""
+    cfg = _cfg(epochs=1, augment=["flip", {"kind": "random_erasing", "soft": True,
+                                           "params": {"p": 1.0, "scale": [0.1, 0.5], "value": "normal"}}])
+    run = tmp_path / "re_normal"
+    train(cfg, run, progress=False)
+    log = pd.read_csv(run / "epochs.csv")
+    assert read_status(run)["status"] == "running" and np.isfinite(log["loss"]).all()  # trained; evaluation pending
+    assert (log["mean_confidence"] < 1).all()  # every sample erased: soft targets below 1
 
 
 def test_run_record_is_complete(tmp_path):

@@ -23,10 +23,12 @@ Fill modes (``value``):
 * ``"zero"``: 0.
 * ``"uniform"``: per-pixel ``U(0, max)`` inside the image range -- float images get ``[0, 1)``,
   uint8 images get integers ``0..255``.
-* ``"normal"``: per-pixel ``N(0, 1)`` in ``[0, 1]`` image units, **unclamped** on floating images,
-  as the reference (torchvision ``value="random"``; METHOD §7.6): values fall far outside
-  ``[0, 1]``. A uint8 image cannot hold such values, so there the fill is
-  ``round(clamp(N(0, 1), 0, 1) * 255)`` (about half the pixels 0, some 255).
+* ``"normal"``: per-pixel ``N(0, 1)`` in ``[0, 1]`` image units, **unclamped**, as the reference
+  (torchvision ``value="random"`` on un-normalised images; METHOD §2.3, §7.6): values fall far outside
+  ``[0, 1]``. A uint8 image cannot hold them, so both stages first turn a uint8 input into float32 in
+  ``[0, 1]`` (``x / 255``, the conversion the model's input applies anyway) and return float32 -- the
+  training pipeline then feeds the model exactly the reference's values. (:func:`draw_fill` asked
+  directly for a uint8 ``"normal"`` fill still returns ``round(clamp(N(0, 1), 0, 1) * 255)``.)
 
 The per-sample path (:class:`SoftRandomErasing`) draws from the global torch RNG in the same order
 as torchvision (``rand`` for ``p``; per attempt ``uniform`` area, ``uniform`` log-ratio; then the fill,
@@ -156,6 +158,19 @@ def draw_fill(
     return fill.to(device=out_device, dtype=dtype)
 
 
+def _output_dtype(dtype: torch.dtype, value: str) -> torch.dtype:
+    """The dtype a stage returns (and its fill has) for input ``dtype``: float32 for uint8 with ``"normal"``."""
+    return torch.float32 if (value == "normal" and dtype == torch.uint8) else dtype
+
+
+def _unit_float_for_normal(images: torch.Tensor, value: str) -> torch.Tensor:
+    """``images`` as float32 in [0, 1] (``x / 255``) when they are uint8 and ``value == "normal"`` (the
+    reference's unclamped N(0, 1) fill needs a floating image), else unchanged."""
+    if _output_dtype(images.dtype, value) != images.dtype:
+        return images.float().div_(255.0)
+    return images
+
+
 def erase_image(
     image: torch.Tensor, top: int, left: int, height: int, width: int, fill: torch.Tensor
 ) -> torch.Tensor:
@@ -255,7 +270,7 @@ class SoftRandomErasing(_ErasingBase, SampleStage):
             if not (h < img_h and w < img_w):
                 continue
             # fill drawn (on CPU, global RNG) before the position, in torchvision's order
-            fill = draw_fill(self.value, (channels, h, w), image.dtype)
+            fill = draw_fill(self.value, (channels, h, w), _output_dtype(image.dtype, self.value))
             i = int(torch.randint(0, img_h - h + 1, size=(1,)).item())
             j = int(torch.randint(0, img_w - w + 1, size=(1,)).item())
             return dict(top=i, left=j, height=h, width=w, fill=fill)
@@ -264,8 +279,9 @@ class SoftRandomErasing(_ErasingBase, SampleStage):
     def apply(
         self, image: torch.Tensor, top: int, left: int, height: int, width: int, fill: torch.Tensor | None
     ) -> tuple[torch.Tensor, AugmentInfo]:
-        """Erase the ``height x width`` box at ``(top, left)`` with ``fill``; an empty box is no erasure."""
-        image = check_image(image)
+        """Erase the ``height x width`` box at ``(top, left)`` with ``fill``; an empty box is no erasure. A uint8
+        image with ``value="normal"`` becomes float32 in [0, 1] first, erased or not (one output dtype)."""
+        image = _unit_float_for_normal(check_image(image), self.value)
         if height * width == 0:
             return image, AugmentInfo("none", 0.0, 0.0, 1.0)
         out = erase_image(image, top, left, height, width, fill)
@@ -342,8 +358,10 @@ class BatchSoftRandomErasing(_ErasingBase, BatchStage):
         fill: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, BatchAugmentInfo]:
-        """Erase ``boxes`` (int64 [N, 4]: top, left, h, w) with ``fill`` ([N, C, H, W], image dtype)."""
+        """Erase ``boxes`` (int64 [N, 4]: top, left, h, w) with ``fill`` ([N, C, H, W], image dtype; float32
+        for a uint8 batch with ``value="normal"``, which is returned as float32 in [0, 1] units)."""
         check_batch(images)
+        images = _unit_float_for_normal(images, self.value)
         n, channels, height, width = images.shape
         boxes = check_boxes(boxes, n, height, width).to(images.device)
         if fill is None:
