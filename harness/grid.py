@@ -110,24 +110,23 @@ class Grid:
         out = []
         if self.dataset not in ("cifar10", "cifar100", "tinyimagenet"):
             out.append(f"dataset {self.dataset!r} is not one of the paper's")
-        for arm in self.run_arms:  # the reference fills erased boxes with unclamped N(0, 1) noise (METHOD §2.3)
-            for stage in arm_config(self, arm, self.seeds[0], resolve_fitted=False).augment:
+        configs = {arm: arm_config(self, arm, self.seeds[0], resolve_fitted=False) for arm in self.run_arms}
+        for arm, cfg in configs.items():  # the reference fills erased boxes with unclamped N(0, 1) noise (METHOD §2.3)
+            for stage in cfg.augment:
                 if stage.kind == "random_erasing" and stage.params.get("value", "zero") != "normal":
                     out.append(f"arm {arm}: random_erasing fills with {stage.params.get('value', 'zero')!r} "
                                "(paper: 'normal', per-pixel N(0, 1))")
-        for arm in self.run_arms:
-            cfg = arm_config(self, arm, self.seeds[0], resolve_fitted=False)
-            if not cfg.model_kwargs.get("reference_quirks", False):
-                out.append("model_kwargs.reference_quirks is not true (paper: conv biases, final BatchNorm "
-                           "momentum 0.9; METHOD §4.2)")
-            for field_name, want in (("model", "wrn28_4"), ("epochs", 300), ("batch_size", 128), ("lr", 0.1),
-                                     ("n_per_class", None)):
-                got = getattr(cfg, field_name)
-                if got != want:
-                    out.append(f"{field_name} = {got!r} (paper: {want!r})")
-            if cfg.corruption_n is not None:
-                out.append(f"corruptions on a {cfg.corruption_n}-image subset (paper: the whole test set)")
-            break  # base settings are shared; one arm shows them
+        cfg = configs[self.run_arms[0]]  # base settings are shared; one arm shows them
+        if not cfg.model_kwargs.get("reference_quirks", False):
+            out.append("model_kwargs.reference_quirks is not true (paper: conv biases, final BatchNorm "
+                       "momentum 0.9; METHOD §4.2)")
+        for field_name, want in (("model", "wrn28_4"), ("epochs", 300), ("batch_size", 128), ("lr", 0.1),
+                                 ("n_per_class", None)):
+            got = getattr(cfg, field_name)
+            if got != want:
+                out.append(f"{field_name} = {got!r} (paper: {want!r})")
+        if cfg.corruption_n is not None:
+            out.append(f"corruptions on a {cfg.corruption_n}-image subset (paper: the whole test set)")
         return out
 
     def factor_names(self) -> list[str]:

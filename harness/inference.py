@@ -34,8 +34,8 @@ from harness.augment.batch_trivial import BatchSoftAugment
 from harness.augment.space import TA_OPS, magnitude_bins, op_id
 from harness.config import PRECISIONS
 
-__all__ = ["resolve_precision", "autocast", "model_input", "forward", "predict_probs", "predict_labels", "OpSetting", "op_settings",
-           "op_accuracy"]
+__all__ = ["resolve_precision", "autocast", "model_input", "forward", "predict_probs", "predict_labels", "OpSetting",
+           "op_settings", "op_accuracy"]
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:

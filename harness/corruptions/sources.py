@@ -16,8 +16,9 @@ Sources (``corruption_source``; the grid's ``evaluation.corruption_source``):
   (per-class folders of JPEGs) is not wired.
 
 Both give ``(name, severity) -> uint8 [n, H, W, 3]`` for the scored rows, plus ``labels`` (of those rows),
-``indices`` (the rows), ``corruptions``, ``severities``, ``close()``; :func:`source_identity` tells whether two
-open sources give the same images (a device-resident copy is reused only while it is the same).
+``corruptions``, ``severities``, ``close()``; the official one also ``indices`` (its rows of the release; a
+generated set's rows are the test subset's); :func:`source_identity` tells whether two open sources give the
+same images (a device-resident copy is reused only while it is the same).
 """
 
 from __future__ import annotations
@@ -119,8 +120,9 @@ class OfficialCorruptions(Mapping):
             load_official_cifar_c(self.folder, name, 1, dataset=self.dataset, verify=True, mmap=True)
 
     def describe(self) -> str:
-        return (f"official {self.folder.name} files at {self.folder} (MD5 {'verified' if self.verify else 'not checked'}), "
-                f"{self.indices.size} rows of the release scored against its labels (corruption_indices: release rows)")
+        md5 = "verified" if self.verify else "not checked"
+        return (f"official {self.folder.name} files at {self.folder} (MD5 {md5}), {self.indices.size} rows of the "
+                "release scored against its labels (corruption_indices: release rows)")
 
     def __getitem__(self, key: tuple[str, int]) -> np.ndarray:
         if not (isinstance(key, tuple) and len(key) == 2) or key[0] not in self.corruptions \
