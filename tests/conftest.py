@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
+
+from harness.stages import run_stage
 
 #: number of classes most augmentation tests use
 K = 10
@@ -53,3 +57,37 @@ def require_machine(pinned_on: str) -> None:
     if here != pinned_on:
         pytest.skip(f"bit-level pins were computed on [{pinned_on}]; this machine is [{here}] (SIMD kernels and "
                     "the torch build change float rounding); regenerate the pins from a known-good commit here")
+
+
+def micro_executor_grid(name: str, epochs: int) -> dict:
+    """The executor tests' micro grid (2 RE arms x 2 seeds, tiny smallnet, fp32, a checkpoint every epoch)."""
+    return {
+        "grid": name,
+        "dataset": "mnist5k",
+        "data_source": None,
+        "seeds": [0, 1],
+        "run_arms": ["hard", "soft"],
+        "base": {"n_per_class": 30, "model": "smallnet", "model_kwargs": {"widths": [8, 8, 16]}, "epochs": epochs,
+                 "batch_size": 20, "lr": 0.05, "checkpoint_every": 1, "precision": "fp32"},
+        "evaluation": {"corruption_n": 20, "corruption_severities": [2], "op_bins": []},
+        "reference_comparable": False,
+        "arms": {
+            "hard": {"factors": {"label_type": "hard", "family": "random_erasing"},
+                     "augment": ["flip", {"kind": "random_erasing", "soft": False, "params": {"p": 1.0}}]},
+            "soft": {"factors": {"label_type": "soft", "family": "random_erasing"},
+                     "augment": ["flip", {"kind": "random_erasing", "soft": True, "params": {"p": 1.0}}]},
+        },
+    }
+
+
+def prepared_working_copy(root: Path, grid: dict, stages: tuple[str, ...]) -> Path:
+    """``root`` with ``grid`` as its params.yaml and the pipeline ``stages`` run there (no runs trained)."""
+    (root / "params.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        for stage in stages:
+            run_stage(stage, progress=False)
+    finally:
+        os.chdir(here)
+    return root

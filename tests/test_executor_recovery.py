@@ -29,33 +29,17 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from harness.execution import Execution, RayOptions, SlurmOptions
 from harness.executors import RunTask, _SlurmChunk, cell_tasks, dispatch
 from harness.grid import load_grid
 from harness.runs import lock_holder, read_status
-from harness.stages import run_stage
+from conftest import micro_executor_grid, prepared_working_copy
 
 EPOCHS = 5  # a few more than test_executors' micro grid: a wider window for a fault between two checkpoints
 RUN_ARMS, SEEDS = ["hard", "soft"], [0, 1]
-MICRO = {
-    "grid": "micro-recovery",
-    "dataset": "mnist5k",
-    "data_source": None,
-    "seeds": SEEDS,
-    "run_arms": RUN_ARMS,
-    "base": {"n_per_class": 30, "model": "smallnet", "model_kwargs": {"widths": [8, 8, 16]}, "epochs": EPOCHS,
-             "batch_size": 20, "lr": 0.05, "checkpoint_every": 1, "precision": "fp32"},
-    "evaluation": {"corruption_n": 20, "corruption_severities": [2], "op_bins": []},
-    "reference_comparable": False,
-    "arms": {
-        "hard": {"factors": {"label_type": "hard", "family": "random_erasing"},
-                 "augment": ["flip", {"kind": "random_erasing", "soft": False, "params": {"p": 1.0}}]},
-        "soft": {"factors": {"label_type": "soft", "family": "random_erasing"},
-                 "augment": ["flip", {"kind": "random_erasing", "soft": True, "params": {"p": 1.0}}]},
-    },
-}
+MICRO = micro_executor_grid("micro-recovery", epochs=EPOCHS)
+assert (MICRO["run_arms"], MICRO["seeds"]) == (RUN_ARMS, SEEDS)
 SLURM = dict(cluster="local", runs_per_job=2, gpus_per_job=0, cpus_per_job=1, time_min=10)
 
 
@@ -63,15 +47,7 @@ SLURM = dict(cluster="local", runs_per_job=2, gpus_per_job=0, cpus_per_job=1, ti
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A working copy with the micro grid and its prepared data (no runs)."""
-    root = tmp_path_factory.mktemp("recovery-base")
-    (root / "params.yaml").write_text(yaml.safe_dump(MICRO, sort_keys=False))
-    here = os.getcwd()
-    os.chdir(root)
-    try:
-        run_stage("prepare", progress=False)
-    finally:
-        os.chdir(here)
-    return root
+    return prepared_working_copy(tmp_path_factory.mktemp("recovery-base"), MICRO, ("prepare",))
 
 
 @pytest.fixture(scope="module")

@@ -25,40 +25,15 @@ from harness.execution import Execution, RayOptions, SlurmOptions, parse_executi
 from harness.executors import DispatchError, _init_local_worker, cell_tasks, dispatch
 from harness.grid import load_grid, train_dir, use_grid
 from harness.runs import lock_holder, read_status, run_lock
-from harness.stages import run_stage
+from conftest import micro_executor_grid, prepared_working_copy
 
-MICRO = {
-    "grid": "micro-exec",
-    "dataset": "mnist5k",
-    "data_source": None,
-    "seeds": [0, 1],
-    "run_arms": ["hard", "soft"],
-    "base": {"n_per_class": 30, "model": "smallnet", "model_kwargs": {"widths": [8, 8, 16]}, "epochs": 3,
-             "batch_size": 20, "lr": 0.05, "checkpoint_every": 1, "precision": "fp32"},
-    "evaluation": {"corruption_n": 20, "corruption_severities": [2], "op_bins": []},
-    "reference_comparable": False,
-    "arms": {
-        "hard": {"factors": {"label_type": "hard", "family": "random_erasing"},
-                 "augment": ["flip", {"kind": "random_erasing", "soft": False, "params": {"p": 1.0}}]},
-        "soft": {"factors": {"label_type": "soft", "family": "random_erasing"},
-                 "augment": ["flip", {"kind": "random_erasing", "soft": True, "params": {"p": 1.0}}]},
-    },
-}
+MICRO = micro_executor_grid("micro-exec", epochs=3)
 
 
 @pytest.fixture(scope="module")
 def base_copy(tmp_path_factory):
     """A working copy with the micro grid, its prepared data and corrupted set (no runs)."""
-    root = tmp_path_factory.mktemp("exec-base")
-    (root / "params.yaml").write_text(yaml.safe_dump(MICRO, sort_keys=False))
-    here = os.getcwd()
-    os.chdir(root)
-    try:
-        run_stage("prepare", progress=False)
-        run_stage("corruptions", progress=False)
-    finally:
-        os.chdir(here)
-    return root
+    return prepared_working_copy(tmp_path_factory.mktemp("exec-base"), MICRO, ("prepare", "corruptions"))
 
 
 def _fresh(base: Path, tmp_path: Path, name: str, **params) -> Path:
